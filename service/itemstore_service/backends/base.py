@@ -1,0 +1,93 @@
+"""The storage protocol every backend implements, and the record it stores.
+
+Backends store bytes under ``(collection, sk)`` and know nothing of HTTP, key
+types, batching policy or coalescing. ``sk`` is the encoded sort key from
+``itemstore_service.keys``; listings are ordered by the UTF-8 bytes of ``sk``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+ItemKey = tuple[str, str]
+"""``(collection, sk)``: where an item lives."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored item: its JSON value as bytes, the version its ETag names,
+    and whether its number key was written as a float."""
+
+    value: bytes
+    version: str
+    float_key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One entry of a listing page (``record.value`` is ``b""`` when keys only)."""
+
+    sk: str
+    record: Record
+
+
+class ConditionFailed(Exception):
+    """A conditional write found the item in another state; ``current`` is
+    what is stored now (None when absent)."""
+
+    def __init__(self, current: Record | None) -> None:
+        super().__init__("condition failed")
+        self.current = current
+
+
+class Backend(Protocol):
+    """Async storage of records. Every method may raise
+    ``errors.BackendUnavailable`` when storage cannot be reached."""
+
+    name: str
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        """The records of the ``keys`` that exist (keys are distinct)."""
+        ...
+
+    async def write_many(
+        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+    ) -> dict[ItemKey, Record]:
+        """Store ``puts`` and remove ``deletes`` (disjoint key sets); return the
+        records that existed before for any of those keys. Durable on return."""
+        ...
+
+    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
+        """Store ``record`` only if the item's version is ``expected`` (None:
+        only if absent). Return the previous record; raise ConditionFailed."""
+        ...
+
+    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        """Remove the item only if its version is ``expected``; return it.
+        Raise ConditionFailed (current=None when absent)."""
+        ...
+
+    async def query(
+        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
+    ) -> list[Listed]:
+        """Up to ``limit`` items of one collection whose sk starts with
+        ``prefix`` and sorts after ``after``, in sk order."""
+        ...
+
+    async def count(self, collection: str) -> int:
+        """How many items the collection holds."""
+        ...
+
+    async def delete_collection(self, collection: str) -> int:
+        """Remove every item of the collection; return how many were removed."""
+        ...
+
+    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
+        """Names of collections that hold items, sorted, after ``after``."""
+        ...
+
+    async def ping(self) -> None:
+        """A cheap call that succeeds when storage answers."""
+        ...

@@ -1,0 +1,223 @@
+"""The embedded default backend: one SQLite file in WAL mode.
+
+Each call runs whole on a thread of its own: one writer thread with one
+connection (so a ``write_many`` is one transaction: group commit) and one
+reader thread with another (WAL lets it read while the writer commits). A
+batch costs one thread hop, not one per statement. ``synchronous=FULL`` makes
+every commit durable before ``write_many`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from ..errors import BackendUnavailable
+from .base import ConditionFailed, ItemKey, Listed, Record
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    collection TEXT NOT NULL,
+    sk BLOB NOT NULL,
+    value BLOB NOT NULL,
+    version TEXT NOT NULL,
+    float_key INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (collection, sk)
+) WITHOUT ROWID
+"""
+
+# SQLite allows 32,766 host parameters; a read of 2 per key stays well below.
+_MAX_KEYS_PER_SELECT = 500
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _sk(sk: str) -> bytes:
+    # Stored as BLOB so that ordering is by UTF-8 bytes, the same as DynamoDB.
+    return sk.encode("utf-8", "surrogatepass")
+
+
+
+class SQLiteBackend:
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._wconn = _connect(path)
+        self._wconn.execute(SCHEMA)
+        self._rconn = _connect(path)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self._wconn.close()
+        self._rconn.close()
+
+    async def _run(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
+        except sqlite3.OperationalError as exc:
+            raise BackendUnavailable(f"SQLite: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------
+
+    def _select(self, conn: sqlite3.Connection, keys: Sequence[ItemKey]) -> dict[ItemKey, Record]:
+        found: dict[ItemKey, Record] = {}
+        for start in range(0, len(keys), _MAX_KEYS_PER_SELECT):
+            chunk = keys[start : start + _MAX_KEYS_PER_SELECT]
+            params: list[str | bytes] = []
+            for collection, sk in chunk:
+                params += (collection, _sk(sk))
+            rows = conn.execute(
+                "SELECT collection, sk, value, version, float_key FROM items"
+                f" WHERE (collection, sk) IN (VALUES {','.join(['(?,?)'] * len(chunk))})",
+                params,
+            )
+            for collection, sk, value, version, float_key in rows:
+                found[(collection, sk.decode("utf-8", "surrogatepass"))] = Record(
+                    value, version, bool(float_key)
+                )
+        return found
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        # Every SQLite read sees every committed write: all reads are consistent.
+        return await self._run(self._reader, lambda: self._select(self._rconn, keys))
+
+    # -- writes -----------------------------------------------------------
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, items: Sequence[tuple[ItemKey, Record]]) -> None:
+        conn.executemany(
+            "INSERT INTO items (collection, sk, value, version, float_key) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (collection, sk) DO UPDATE SET value=excluded.value,"
+            " version=excluded.version, float_key=excluded.float_key",
+            [(c, _sk(sk), r.value, r.version, int(r.float_key)) for (c, sk), r in items],
+        )
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, keys: Sequence[ItemKey]) -> None:
+        conn.executemany(
+            "DELETE FROM items WHERE collection=? AND sk=?", [(c, _sk(sk)) for c, sk in keys]
+        )
+
+    async def write_many(
+        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+    ) -> dict[ItemKey, Record]:
+        def body(conn: sqlite3.Connection) -> dict[ItemKey, Record]:
+            previous = self._select(conn, [*puts, *deletes])
+            self._upsert(conn, list(puts.items()))
+            self._delete(conn, deletes)
+            return previous
+
+        return await self._run(self._writer, lambda: self._transaction(body))
+
+    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
+        def body(conn: sqlite3.Connection) -> Record | None:
+            current = self._select(conn, [key]).get(key)
+            if (current.version if current else None) != expected:
+                raise ConditionFailed(current)
+            self._upsert(conn, [(key, record)])
+            return current
+
+        return await self._run(self._writer, lambda: self._transaction(body))
+
+    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        def body(conn: sqlite3.Connection) -> Record:
+            current = self._select(conn, [key]).get(key)
+            if current is None or current.version != expected:
+                raise ConditionFailed(current)
+            self._delete(conn, [key])
+            return current
+
+        return await self._run(self._writer, lambda: self._transaction(body))
+
+    async def delete_collection(self, collection: str) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM items WHERE collection=?", (collection,)).rowcount
+
+        return await self._run(self._writer, lambda: self._transaction(body))
+
+    # -- listings ---------------------------------------------------------
+
+    async def query(
+        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
+    ) -> list[Listed]:
+        lower = _sk(prefix)
+        # No UTF-8 sequence contains 0xFF, so this bounds every sk with the prefix.
+        upper = lower + b"\xff"
+        op = ">="
+        if after is not None and _sk(after) >= lower:
+            lower, op = _sk(after), ">"
+        columns = "sk, x'', version, float_key" if keys_only else "sk, value, version, float_key"
+        sql = (
+            f"SELECT {columns} FROM items WHERE collection=? AND sk {op} ? AND sk < ?"
+            " ORDER BY sk LIMIT ?"
+        )
+
+        def run() -> list[Listed]:
+            rows = self._rconn.execute(sql, (collection, lower, upper, limit))
+            return [
+                Listed(sk.decode("utf-8", "surrogatepass"), Record(value, version, bool(fk)))
+                for sk, value, version, fk in rows
+            ]
+
+        return await self._run(self._reader, run)
+
+    async def count(self, collection: str) -> int:
+        def run() -> int:
+            sql = "SELECT count(*) FROM items WHERE collection=?"
+            return int(self._rconn.execute(sql, (collection,)).fetchone()[0])
+
+        return await self._run(self._reader, run)
+
+    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
+        def run() -> list[str]:
+            rows = self._rconn.execute(
+                "SELECT DISTINCT collection FROM items WHERE collection > ?"
+                " ORDER BY collection LIMIT ?",
+                (after or "", limit),
+            )
+            return [name for (name,) in rows]
+
+        return await self._run(self._reader, run)
+
+    async def ping(self) -> None:
+        await self._run(self._reader, lambda: self._rconn.execute("SELECT 1").fetchone())
+
+
+@asynccontextmanager
+async def open_sqlite(path: str) -> AsyncIterator[SQLiteBackend]:
+    """Open (creating when missing) the SQLite file at ``path``."""
+    try:
+        backend = await asyncio.to_thread(SQLiteBackend, path)
+    except sqlite3.Error as exc:
+        raise BackendUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
+    try:
+        yield backend
+    finally:
+        await asyncio.to_thread(backend.close)
