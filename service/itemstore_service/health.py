@@ -1,0 +1,87 @@
+"""Probes and metrics: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+
+* ``/healthz`` (liveness): 200 while the process answers at all.
+* ``/readyz`` (readiness): 200 when the backend's ``ping()`` answers within
+  ``ping_timeout`` seconds; a 503 problem otherwise, and a 503
+  ``shutting-down`` problem from the moment the app begins to shut down, so
+  load balancers stop sending traffic while in-flight requests finish.
+* ``/metrics``: Prometheus text format (summed over all worker processes).
+
+These routes need no token (the auth middleware lets them through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .appkeys import STORE
+from .errors import BackendUnavailable, ItemstoreError, ShuttingDown
+from .observability import mark_process_dead, render_metrics
+
+PING_TIMEOUT: Final = 1.0
+
+
+@dataclass(slots=True)
+class HealthState:
+    """Mutable on purpose: app state cannot be reassigned once the app runs."""
+
+    ping_timeout: float = PING_TIMEOUT
+    shutting_down: bool = False
+
+
+HEALTH = web.AppKey("health", HealthState)
+
+
+def add_health_routes(app: web.Application, *, ping_timeout: float = PING_TIMEOUT) -> None:
+    """Add the three routes, the shutdown flag and the metrics clean-up to ``app``."""
+    app[HEALTH] = HealthState(ping_timeout=ping_timeout)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.on_shutdown.append(_mark_shutting_down)
+    app.on_cleanup.append(_drop_live_metrics)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[HEALTH]
+    if state.shutting_down:
+        raise ShuttingDown("this instance is shutting down; send requests to another one")
+    store = request.app.get(STORE)
+    if store is None:
+        raise BackendUnavailable("the backend is not open yet; retry shortly")
+    backend = store.backend
+    try:
+        async with asyncio.timeout(state.ping_timeout):
+            await backend.ping()
+    except TimeoutError:
+        raise BackendUnavailable(
+            f"the {backend.name} backend did not answer within {state.ping_timeout:g} s"
+        ) from None
+    except ItemstoreError:
+        raise
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"the {backend.name} backend failed its ping: {type(exc).__name__}"
+        ) from exc
+    return web.json_response({"status": "ready", "backend": backend.name})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=render_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _mark_shutting_down(app: web.Application) -> None:
+    app[HEALTH].shutting_down = True
+
+
+async def _drop_live_metrics(app: web.Application) -> None:
+    mark_process_dead()
