@@ -49,7 +49,6 @@ def _sk(sk: str) -> bytes:
     return sk.encode("utf-8", "surrogatepass")
 
 
-
 class SQLiteBackend:
     name = "sqlite"
 

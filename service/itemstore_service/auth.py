@@ -1,0 +1,27 @@
+"""Bearer-token authentication (on when the service is started with a token)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .errors import Unauthorized
+
+# Probes, metrics and the service description stay open to orchestrators.
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+
+
+def auth_middleware(token: str) -> Middleware:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in PUBLIC_PATHS:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized("send the service token as 'Authorization: Bearer <token>'")
+        return await handler(request)
+
+    return check_token

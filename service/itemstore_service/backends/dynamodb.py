@@ -1,0 +1,540 @@
+"""The production backend: one DynamoDB table behind one aioboto3 low-level client.
+
+Item layout: ``pk = "<collection>#<shard>"`` (S), ``sk`` the encoded key (S),
+``v`` the stored JSON bytes (B, exact round trip), ``ver`` the version (S) and
+``fk`` (BOOL, only when the number key was a float). A key's shard is
+``crc32(sk) % shards``, so a hot collection spreads over several partitions;
+listings query every shard concurrently and merge in sk order.
+
+Two bookkeeping partitions sit beside the items (no collection name contains
+``#``): ``#meta`` records the shard count the table was made with (checked at
+open: another count would hide items), and ``#collections`` names every
+collection that ever held items; ``list_collections`` shows those that still do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aioboto3
+import aiohttp
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..config import Config
+from ..errors import BackendUnavailable
+from .base import ConditionFailed, ItemKey, Listed, Record
+
+T = TypeVar("T")
+Item = dict[str, Any]
+"""One DynamoDB item or key in the low-level wire shape (``{"pk": {"S": ...}}``)."""
+
+REGISTRY_PK = "#collections"
+META_PK = "#meta"
+MAX_BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
+MAX_BATCH_WRITE = 25  # DynamoDB's limit per BatchWriteItem
+REGISTRY_TTL = 30.0  # seconds a process trusts its own registration of a collection
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter for UnprocessedItems/Keys: give up
+    after ``attempts`` calls in a row that made no progress."""
+
+    attempts: int = 6
+    base: float = 0.02
+    cap: float = 0.5
+
+    def delay(self, stalls: int) -> float:
+        ceiling = min(self.cap, self.base * 2**stalls)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def client_config(pool: int = 64) -> BotoConfig:
+    """botocore settings for the one shared client: a pool sized for concurrent
+    batches, standard retries (throttling included), bounded timeouts."""
+    return BotoConfig(
+        max_pool_connections=pool,
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=10,
+        tcp_keepalive=True,
+    )
+
+
+async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines concurrently; on the first failure cancel the rest and raise it."""
+    todo = list(coros)
+    if len(todo) == 1:
+        return [await todo[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in todo]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _record(item: Item) -> Record:
+    value = item["v"]["B"] if "v" in item else b""
+    return Record(bytes(value), item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
+
+
+def _item_key(item: Item) -> ItemKey:
+    return item["pk"]["S"].rpartition("#")[0], item["sk"]["S"]
+
+
+def _registry_put(collection: str) -> Item:
+    return {"PutRequest": {"Item": {"pk": {"S": REGISTRY_PK}, "sk": {"S": collection}}}}
+
+
+def _unavailable(operation: str, exc: ClientError) -> BackendUnavailable:
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "Unknown"), error.get("Message", "")
+    return BackendUnavailable(f"DynamoDB {operation} failed: {code}: {message}".rstrip(": "))
+
+
+class DynamoDBBackend:
+    """Records in one DynamoDB table (see the module docstring for the layout)."""
+
+    name = "dynamodb"
+
+    def __init__(
+        self, client: Any, table: str, shards: int, retry: RetryPolicy | None = None
+    ) -> None:
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        self.client = client
+        self.table = table
+        self.shards = shards
+        self.retry = retry or RetryPolicy()
+        self._registered: dict[str, float] = {}
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """One client call; every failure but a condition check becomes
+        BackendUnavailable naming the DynamoDB error code."""
+        try:
+            response: dict[str, Any] = await getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                raise
+            raise _unavailable(operation, exc) from exc
+        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+            raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
+        return response
+
+    async def _until_done(
+        self, what: str, pending: list[Item], send: Callable[[list[Item]], Awaitable[list[Item]]]
+    ) -> None:
+        """Call ``send`` (which returns what was left unprocessed) until nothing
+        is left, backing off; give up after ``retry.attempts`` stalled calls."""
+        stalls = 0
+        while True:
+            left = await send(pending)
+            if not left:
+                return
+            stalls = 0 if len(left) < len(pending) else stalls + 1
+            if stalls >= self.retry.attempts:
+                raise BackendUnavailable(
+                    f"DynamoDB {what}: {len(left)} requests still unprocessed after"
+                    f" {stalls} attempts (throughput exceeded); retry later"
+                )
+            await asyncio.sleep(self.retry.delay(stalls))
+            pending = left
+
+    def _pk(self, collection: str, sk: str) -> str:
+        shard = zlib.crc32(sk.encode("utf-8", "surrogatepass")) % self.shards
+        return f"{collection}#{shard}"
+
+    def _key(self, key: ItemKey) -> Item:
+        return {"pk": {"S": self._pk(*key)}, "sk": {"S": key[1]}}
+
+    def _item(self, key: ItemKey, record: Record) -> Item:
+        item = self._key(key)
+        item["v"] = {"B": record.value}
+        item["ver"] = {"S": record.version}
+        if record.float_key:
+            item["fk"] = {"BOOL": True}
+        return item
+
+    async def _batch_write(self, requests: list[Item]) -> None:
+        async def send(pending: list[Item]) -> list[Item]:
+            response = await self._call("batch_write_item", RequestItems={self.table: pending})
+            left: list[Item] = response.get("UnprocessedItems", {}).get(self.table, [])
+            return left
+
+        await _all(
+            self._until_done("BatchWriteItem", requests[i : i + MAX_BATCH_WRITE], send)
+            for i in range(0, len(requests), MAX_BATCH_WRITE)
+        )
+
+    async def _register(self, collections: Iterable[str]) -> None:
+        """Name the collections in the registry, unless done here recently. Runs
+        before the items are written, so a listed collection is never missed."""
+        now = time.monotonic()
+        names = sorted(
+            {c for c in collections if now - self._registered.get(c, -math.inf) > REGISTRY_TTL}
+        )
+        if names:
+            await self._batch_write([_registry_put(name) for name in names])
+            self._registered.update(dict.fromkeys(names, now))
+
+    # -- reads ------------------------------------------------------------
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        found: dict[ItemKey, Record] = {}
+
+        async def send(pending: list[Item]) -> list[Item]:
+            request = {self.table: {"Keys": pending, "ConsistentRead": consistent}}
+            response = await self._call("batch_get_item", RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table, []):
+                found[_item_key(item)] = _record(item)
+            left: list[Item] = response.get("UnprocessedKeys", {}).get(self.table, {}).get(
+                "Keys", []
+            )
+            return left
+
+        wanted = [self._key(key) for key in dict.fromkeys(keys)]
+        await _all(
+            self._until_done("BatchGetItem", wanted[i : i + MAX_BATCH_GET], send)
+            for i in range(0, len(wanted), MAX_BATCH_GET)
+        )
+        return found
+
+    # -- writes -----------------------------------------------------------
+
+    async def write_many(
+        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+    ) -> dict[ItemKey, Record]:
+        requests: dict[ItemKey, Item] = {}
+        for key in deletes:
+            requests[key] = {"DeleteRequest": {"Key": self._key(key)}}
+        for key, record in puts.items():
+            requests[key] = {"PutRequest": {"Item": self._item(key, record)}}
+        if not requests:
+            return {}
+        previous = await self.get_many(list(requests), consistent=True)
+        await self._register(collection for collection, _ in puts)
+        await self._batch_write(list(requests.values()))
+        return previous
+
+    @staticmethod
+    def _conditional(expected: str | None) -> dict[str, Any]:
+        """The condition that the stored version is ``expected`` (None: absent)."""
+        if expected is None:
+            return {
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": "pk"},
+            }
+        return {
+            "ConditionExpression": "#ver = :ver",
+            "ExpressionAttributeNames": {"#ver": "ver"},
+            "ExpressionAttributeValues": {":ver": {"S": expected}},
+        }
+
+    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
+        await self._register([key[0]])
+        try:
+            response = await self._call(
+                "put_item",
+                TableName=self.table,
+                Item=self._item(key, record),
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **self._conditional(expected),
+            )
+        except ClientError as exc:
+            raise ConditionFailed(self._current(exc)) from None
+        old = response.get("Attributes")
+        return _record(old) if old else None
+
+    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        try:
+            response = await self._call(
+                "delete_item",
+                TableName=self.table,
+                Key=self._key(key),
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **self._conditional(expected),
+            )
+        except ClientError as exc:
+            raise ConditionFailed(self._current(exc)) from None
+        return _record(response["Attributes"])
+
+    @staticmethod
+    def _current(exc: ClientError) -> Record | None:
+        # ReturnValuesOnConditionCheckFailure=ALL_OLD puts the item, when there
+        # is one, into the error response: no second read is needed.
+        item = exc.response.get("Item")
+        return _record(item) if item else None
+
+    # -- listings ---------------------------------------------------------
+
+    async def query(
+        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
+    ) -> list[Listed]:
+        readers = [
+            _ShardReader(self, f"{collection}#{shard}", after, prefix, keys_only)
+            for shard in range(self.shards)
+        ]
+        first_page = min(limit, max(10, math.ceil(2 * limit / self.shards)))
+        page: list[Listed] = []
+        while len(page) < limit:
+            # Every shard must show its next item before the smallest is chosen.
+            idle = [r for r in readers if not r.buffer and not r.done]
+            if idle:
+                await _all(r.fill(first_page if r.fresh else limit - len(page)) for r in idle)
+            live = [r for r in readers if r.buffer]
+            if not live:
+                break
+            # Python orders str by code point, which is the UTF-8 byte order
+            # DynamoDB sorts each shard by: merging by str keeps that order.
+            best = min(live, key=lambda r: r.buffer[0].sk)
+            page.append(best.buffer.popleft())
+        return page
+
+    async def _query_all(self, pk: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every page of one partition's Query, following LastEvaluatedKey."""
+        start: Item | None = None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            response = await self._call(
+                "query",
+                TableName=self.table,
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ConsistentRead=True,
+                **params,
+                **extra,
+            )
+            yield response
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    async def count(self, collection: str) -> int:
+        async def one(pk: str) -> int:
+            pages = self._query_all(pk, ExpressionAttributeNames={"#pk": "pk"}, Select="COUNT")
+            return sum([page["Count"] async for page in pages])
+
+        return sum(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+
+    async def delete_collection(self, collection: str) -> int:
+        async def one(pk: str) -> int:
+            removed = 0
+            names = {"#pk": "pk", "#sk": "sk"}
+            async for page in self._query_all(
+                pk, ExpressionAttributeNames=names, ProjectionExpression="#pk, #sk"
+            ):
+                keys = page.get("Items", [])
+                await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+                removed += len(keys)
+            return removed
+
+        # The registry entry stays: another process may have written to this
+        # collection a moment ago, trusting its own recent registration.
+        return sum(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+
+    async def _has_items(self, collection: str) -> bool:
+        async def one(pk: str) -> bool:
+            response = await self._call(
+                "query",
+                TableName=self.table,
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeNames={"#pk": "pk"},
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                Select="COUNT",
+                Limit=1,
+                ConsistentRead=True,
+            )
+            return bool(response["Count"])
+
+        return any(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+
+    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
+        names: list[str] = []
+        condition, values = "#pk = :pk", {":pk": {"S": REGISTRY_PK}}
+        if after is not None:
+            condition += " AND #sk > :after"
+            values[":after"] = {"S": after}
+        start: Item | None = None
+        while len(names) < limit:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            response = await self._call(
+                "query",
+                TableName=self.table,
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"} if after else {"#pk": "pk"},
+                ExpressionAttributeValues=values,
+                Limit=limit - len(names),
+                ConsistentRead=True,
+                **extra,
+            )
+            candidates = [item["sk"]["S"] for item in response.get("Items", [])]
+            if candidates:
+                present = await _all(self._has_items(name) for name in candidates)
+                names += [name for name, ok in zip(candidates, present, strict=True) if ok]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return names
+
+    async def ping(self) -> None:
+        await self._call("describe_table", TableName=self.table)
+
+
+class _ShardReader:
+    """The items of one shard in sk order, fetched a page at a time."""
+
+    def __init__(
+        self, backend: DynamoDBBackend, pk: str, after: str | None, prefix: str, keys_only: bool
+    ) -> None:
+        self.backend, self.pk, self.prefix = backend, pk, prefix
+        self.buffer: deque[Listed] = deque()
+        self.fresh, self.done = True, False
+        self._start: Item | None = None
+        names = {"#pk": "pk"}
+        values = {":pk": {"S": pk}}
+        condition = "#pk = :pk"
+        if after is not None and after >= prefix:
+            # Items past ``after`` may leave the prefix: fill() stops at the first.
+            condition += " AND #sk > :after"
+            values[":after"] = {"S": after}
+            names["#sk"] = "sk"
+        elif prefix:
+            condition += " AND begins_with(#sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+            names["#sk"] = "sk"
+        self._params: dict[str, Any] = {
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if keys_only:
+            names.update({"#sk": "sk", "#ver": "ver", "#fk": "fk"})
+            self._params["ProjectionExpression"] = "#sk, #ver, #fk"
+        self._params["ExpressionAttributeNames"] = names
+
+    async def fill(self, size: int) -> None:
+        self.fresh = False
+        extra = {"ExclusiveStartKey": self._start} if self._start else {}
+        response = await self.backend._call(
+            "query",
+            TableName=self.backend.table,
+            Limit=max(1, size),
+            ConsistentRead=True,
+            **self._params,
+            **extra,
+        )
+        for item in response.get("Items", []):
+            sk = item["sk"]["S"]
+            if not sk.startswith(self.prefix):
+                self.done = True
+                return
+            self.buffer.append(Listed(sk, _record(item)))
+        self._start = response.get("LastEvaluatedKey")
+        self.done = self._start is None
+
+
+async def _ensure_table(backend: DynamoDBBackend, create: bool, endpoint: str | None) -> None:
+    table, where = backend.table, endpoint or "AWS"
+    if create:
+        try:
+            await backend.client.create_table(
+                TableName=table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            # Another worker creating the same table at the same time is fine.
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise _unavailable("CreateTable", exc) from exc
+        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
+            raise BackendUnavailable(f"cannot reach DynamoDB at {where}: {exc}") from exc
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            described = await backend._call("describe_table", TableName=table)
+        except BackendUnavailable as exc:
+            if "ResourceNotFoundException" in exc.detail:
+                raise BackendUnavailable(
+                    f"DynamoDB table {table!r} does not exist at {where}: create it"
+                    " (pk S HASH, sk S RANGE) or start with --dynamodb-create-table"
+                ) from exc
+            raise
+        status = described["Table"]["TableStatus"]
+        if status == "ACTIVE":
+            break
+        if time.monotonic() > deadline:
+            raise BackendUnavailable(f"DynamoDB table {table!r} is {status}, not ACTIVE")
+        await asyncio.sleep(0.5)
+    schema = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
+    if schema != {"pk": "HASH", "sk": "RANGE"}:
+        raise BackendUnavailable(
+            f"DynamoDB table {table!r} has key schema {schema}, expected pk HASH, sk RANGE"
+        )
+
+
+async def _check_shards(backend: DynamoDBBackend) -> None:
+    """Record the shard count in a new table; refuse a table made with another."""
+    meta = {"pk": {"S": META_PK}, "sk": {"S": "shards"}}
+    try:
+        await backend._call(
+            "put_item",
+            TableName=backend.table,
+            Item={**meta, "n": {"N": str(backend.shards)}},
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": "pk"},
+        )
+        return
+    except ClientError:
+        pass
+    response = await backend._call(
+        "get_item", TableName=backend.table, Key=meta, ConsistentRead=True
+    )
+    stored = int(response["Item"]["n"]["N"])
+    if stored != backend.shards:
+        raise BackendUnavailable(
+            f"DynamoDB table {backend.table!r} was created with {stored} shards per"
+            f" collection; start with --dynamodb-shards {stored}"
+        )
+
+
+@asynccontextmanager
+async def open_dynamodb(config: Config) -> AsyncIterator[DynamoDBBackend]:
+    """Open one client for the backend's lifetime; create the table when missing
+    if ``config.dynamodb_create_table``, else check that it exists."""
+    async with AsyncExitStack() as stack:
+        session = aioboto3.Session()
+        client = await stack.enter_async_context(
+            session.client(
+                "dynamodb",
+                endpoint_url=config.dynamodb_endpoint,
+                region_name=config.dynamodb_region,
+                config=client_config(),
+            )
+        )
+        backend = DynamoDBBackend(client, config.dynamodb_table, config.dynamodb_shards)
+        await _ensure_table(backend, config.dynamodb_create_table, config.dynamodb_endpoint)
+        await _check_shards(backend)
+        yield backend

@@ -1,0 +1,197 @@
+"""The ``itemstore`` command. Every flag can also come from an ITEMSTORE_*
+environment variable (flag ``--sqlite-path`` ↔ ``ITEMSTORE_SQLITE_PATH``);
+a flag given on the command line wins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from typing import Any
+
+from . import __version__
+from .config import Config, Limits
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("ITEMSTORE_" + name.upper().replace("-", "_"))
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in _TRUE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Config()
+    parser = argparse.ArgumentParser(
+        prog="itemstore",
+        description="itemstore: collections of JSON items by key, over HTTP.",
+        epilog="Every flag can also be set as ITEMSTORE_<FLAG>, e.g. ITEMSTORE_PORT=9000.",
+    )
+    parser.add_argument("--version", action="version", version=f"itemstore {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the itemstore HTTP service. With no flags: SQLite file "
+        "itemstore.sqlite3 in the current folder, on http://127.0.0.1:8080.",
+        epilog="Every flag can also be set as ITEMSTORE_<FLAG>, e.g. ITEMSTORE_PORT=9000, "
+        "ITEMSTORE_DYNAMODB_CREATE_TABLE=true.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def option(flag: str, help: str, type: Any = str, default: Any = None, **kw: Any) -> None:
+        env = _env(flag)
+        serve.add_argument(
+            f"--{flag}",
+            type=type,
+            default=type(env) if env is not None else default,
+            help=help,
+            **kw,
+        )
+
+    def switch(flag: str, help: str) -> None:
+        serve.add_argument(f"--{flag}", action="store_true", default=_env_flag(flag), help=help)
+
+    option("host", "address to listen on", default=defaults.host)
+    option("port", "TCP port to listen on", type=int, default=defaults.port)
+    option("backend", "storage backend", default=defaults.backend, choices=["sqlite", "dynamodb"])
+    option(
+        "sqlite-path", "SQLite database file (created when missing)", default=defaults.sqlite_path
+    )
+    option(
+        "dynamodb-endpoint",
+        "DynamoDB endpoint URL (e.g. DynamoDB Local); default: the AWS endpoint of the region",
+    )
+    option("dynamodb-region", "AWS region of the table", default=defaults.dynamodb_region)
+    option("dynamodb-table", "DynamoDB table name", default=defaults.dynamodb_table)
+    switch("dynamodb-create-table", "create the DynamoDB table when it is missing")
+    option(
+        "dynamodb-shards",
+        "partitions each collection is spread over; fixed for the life of a table",
+        type=int,
+        default=defaults.dynamodb_shards,
+    )
+    option(
+        "workers",
+        "server processes sharing the port (SO_REUSEPORT)",
+        type=int,
+        default=defaults.workers,
+    )
+    option("token", "require 'Authorization: Bearer <token>' on data routes")
+    switch("no-coalesce", "one backend call per request (only to measure what batching buys)")
+    option(
+        "max-value-bytes",
+        "largest JSON value accepted, in bytes",
+        type=int,
+        default=defaults.limits.max_value_bytes,
+    )
+    option(
+        "log-level",
+        "log level",
+        default=defaults.log_level,
+        choices=["debug", "info", "warning", "error"],
+    )
+    switch("access-log", "log every request (costs throughput)")
+    option(
+        "shutdown-timeout",
+        "seconds to finish in-flight requests on SIGTERM",
+        type=float,
+        default=defaults.shutdown_timeout,
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    config = Config(**values, coalesce=not args.no_coalesce)
+    if args.max_value_bytes != config.limits.max_value_bytes:
+        config = replace(config, limits=Limits(max_value_bytes=args.max_value_bytes))
+    return config
+
+
+def check_config(config: Config) -> str | None:
+    """What is wrong with ``config``, said for a person, or None."""
+    if not 0 < config.port < 65536:
+        return f"--port must be 1..65535, not {config.port}"
+    if config.workers < 1:
+        return f"--workers must be at least 1, not {config.workers}"
+    if config.dynamodb_shards < 1:
+        return f"--dynamodb-shards must be at least 1, not {config.dynamodb_shards}"
+    if not 0 < config.limits.max_value_bytes <= 400_000:
+        return "--max-value-bytes must be 1..400000 (a DynamoDB item holds at most 400 KB)"
+    return None
+
+
+def run_worker(config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and close (one process)."""
+    from aiohttp import web
+
+    from .app import create_app
+
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # uvloop is optional (e.g. on Windows)
+        loop = asyncio.new_event_loop()
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        reuse_port=config.workers > 1 or None,
+        access_log=logging.getLogger("itemstore.access") if config.access_log else None,
+        shutdown_timeout=config.shutdown_timeout,
+        print=None,
+        loop=loop,
+    )
+
+
+def serve(config: Config) -> None:
+    where = config.sqlite_path if config.backend == "sqlite" else config.dynamodb_table
+    print(
+        f"itemstore {__version__} on http://{config.host}:{config.port} "
+        f"(backend {config.backend}: {where}, {config.workers} worker(s))",
+        flush=True,
+    )
+    if config.workers == 1:
+        run_worker(config)
+        return
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=run_worker, args=(config,)) for _ in range(config.workers)]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.join()
+    sys.exit(max((worker.exitcode or 0) for worker in workers))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        config = config_from_args(args)
+        problem = check_config(config)
+        if problem:
+            parser.error(problem)
+        serve(config)

@@ -1,0 +1,295 @@
+"""The semantics of itemstore, between the HTTP handlers and a backend.
+
+The store turns typed keys into storage keys, gives every write a new version
+(the ETag), checks conditions, and sends plain reads and writes through
+batchers: concurrent GETs become one ``get_many``, concurrent PUTs and DELETEs
+one ``write_many`` (group commit). A write is answered only after the batch
+that carries it is durable. Conditional writes go straight to the backend's
+single-item conditional calls: they cannot share a batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from .backends.base import Backend, ConditionFailed, ItemKey, Record
+from .batching import Batcher, Tuning
+from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
+from .keys import Key, decode_key, encode_key, str_prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operation of a batch, with its key already typed and its value
+    already validated (``value`` is the stored JSON bytes for a put)."""
+
+    kind: Literal["get", "put", "delete"]
+    key: Key
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """``status`` is 200/201/404; ``record`` is the value read, written or removed."""
+
+    status: int
+    record: Record | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[tuple[Key, Record]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """An operation queued for group commit, on storage keys."""
+
+    kind: Literal["get", "put", "delete"]
+    key: ItemKey
+    record: Record | None = None
+
+
+def new_version() -> str:
+    return secrets.token_hex(8)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_key() -> str:
+    """A 26-character key that sorts by creation time (ULID layout:
+    48 bits of milliseconds, 80 random bits, Crockford base32)."""
+    n = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def encode_cursor(sk: str) -> str:
+    return base64.urlsafe_b64encode(sk.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return raw.decode("utf-8", "surrogatepass")
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor(
+            "cursor is not one this server gave out: pass next_cursor back unchanged"
+        ) from exc
+
+
+def _is_float(key: Key) -> bool:
+    return isinstance(key, float)
+
+
+class Store:
+    """Item semantics over one backend. Not tied to HTTP."""
+
+    def __init__(self, backend: Backend, tuning: Tuning, *, coalesce: bool = True) -> None:
+        self.backend = backend
+        if not coalesce:  # one backend call per request: only for measuring what batching buys
+            tuning = Tuning(1, 1 << 30, 1, 1 << 30)
+        self._reads = {
+            consistent: Batcher[ItemKey, Record | None](
+                self._read_batch_fn(consistent),
+                max_batch=tuning.read_batch,
+                max_in_flight=tuning.read_in_flight,
+            )
+            for consistent in (False, True)
+        }
+        self._writes = Batcher[_Write, OpResult](
+            self._write_batch, max_batch=tuning.write_batch, max_in_flight=tuning.write_in_flight
+        )
+
+    async def drain(self) -> None:
+        """Wait for every queued read and write to finish (before closing the backend)."""
+        await self._writes.drain()
+        for batcher in self._reads.values():
+            await batcher.drain()
+
+    # -- batch functions --------------------------------------------------
+
+    def _read_batch_fn(
+        self, consistent: bool
+    ) -> Callable[[list[ItemKey]], Awaitable[list[Record | None]]]:
+        async def read_batch(keys: list[ItemKey]) -> list[Record | None]:
+            found = await self.backend.get_many(list(dict.fromkeys(keys)), consistent=consistent)
+            return [found.get(key) for key in keys]
+
+        return read_batch
+
+    async def _write_batch(self, ops: list[_Write]) -> list[OpResult]:
+        """Apply ``ops`` in order, as if one after another, with one backend
+        write: the last write to a key is what gets stored; every op is
+        answered from the state it would have seen."""
+        final: dict[ItemKey, Record | None] = {}
+        read_only: list[ItemKey] = []
+        for op in ops:
+            if op.kind == "get":
+                if op.key not in final:
+                    read_only.append(op.key)
+            else:
+                final[op.key] = op.record
+        read_only = [key for key in dict.fromkeys(read_only) if key not in final]
+        puts = {key: record for key, record in final.items() if record is not None}
+        deletes = [key for key, record in final.items() if record is None]
+        state: dict[ItemKey, Record] = {}
+        if read_only:
+            state.update(await self.backend.get_many(read_only, consistent=True))
+        if final:
+            state.update(await self.backend.write_many(puts, deletes))
+
+        results: list[OpResult] = []
+        for op in ops:
+            current = state.get(op.key)
+            if op.kind == "get":
+                results.append(OpResult(404) if current is None else OpResult(200, current))
+            elif op.kind == "put":
+                assert op.record is not None
+                results.append(OpResult(201 if current is None else 200, op.record))
+                state[op.key] = op.record
+            else:
+                results.append(OpResult(404) if current is None else OpResult(200, current))
+                state.pop(op.key, None)
+        return results
+
+    # -- items ------------------------------------------------------------
+
+    async def get(self, collection: str, key: Key, *, consistent: bool = False) -> Record:
+        """The item's record; ItemNotFound when absent."""
+        record = await self._reads[consistent].submit((collection, encode_key(key)))
+        if record is None:
+            raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
+        return record
+
+    async def put(
+        self,
+        collection: str,
+        key: Key,
+        value: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> OpResult:
+        """Store ``value`` (JSON bytes). Status 201 when created, 200 when
+        replaced. ``if_none_match``: only when absent; ``if_match``: only when
+        the stored version is that one. PreconditionFailed otherwise."""
+        item_key = (collection, encode_key(key))
+        record = Record(value, new_version(), _is_float(key))
+        if if_match is None and not if_none_match:
+            return await self._writes.submit(_Write("put", item_key, record))
+        try:
+            previous = await self.backend.put_if(
+                item_key, record, expected=None if if_none_match else if_match
+            )
+        except ConditionFailed as failed:
+            raise _precondition_failed(key, failed.current) from None
+        return OpResult(201 if previous is None else 200, record)
+
+    async def delete(self, collection: str, key: Key, *, if_match: str | None = None) -> Record:
+        """Remove the item and return what it held; ItemNotFound when absent."""
+        item_key = (collection, encode_key(key))
+        if if_match is None:
+            result = await self._writes.submit(_Write("delete", item_key))
+            if result.record is None:
+                raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
+            return result.record
+        try:
+            return await self.backend.delete_if(item_key, expected=if_match)
+        except ConditionFailed as failed:
+            if failed.current is None:
+                raise ItemNotFound(
+                    f"collection {collection!r} has no item with key {key!r}"
+                ) from None
+            raise _precondition_failed(key, failed.current) from None
+
+    async def create(self, collection: str, value: bytes) -> tuple[str, Record]:
+        """Store ``value`` under a new time-ordered key; return the key."""
+        key = new_key()
+        result = await self.put(collection, key, value)
+        assert result.record is not None
+        return key, result.record
+
+    async def batch(self, collection: str, ops: Sequence[Op]) -> list[OpResult]:
+        """Apply ``ops`` in order, as if one after another (not atomically).
+        Batches of gets only are served by the read coalescer."""
+        if all(op.kind == "get" for op in ops):
+            keys = [(collection, encode_key(op.key)) for op in ops]
+            records = await self._reads[False].submit_group(keys)
+            return [OpResult(404) if r is None else OpResult(200, r) for r in records]
+        writes = [
+            _Write(
+                op.kind,
+                (collection, encode_key(op.key)),
+                Record(op.value, new_version(), _is_float(op.key)) if op.kind == "put" else None,
+            )
+            for op in ops
+        ]
+        return await self._writes.submit_group(writes)
+
+    # -- listings ---------------------------------------------------------
+
+    async def list_items(
+        self,
+        collection: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        prefix: str | None = None,
+        keys_only: bool = False,
+    ) -> Page:
+        """One page of the collection in key order; ``prefix`` selects str keys."""
+        after = decode_cursor(cursor) if cursor else None
+        listed = await self.backend.query(
+            collection,
+            after=after,
+            prefix="" if prefix is None else str_prefix(prefix),
+            limit=limit + 1,
+            keys_only=keys_only,
+        )
+        more = len(listed) > limit
+        listed = listed[:limit]
+        items = [(decode_key(entry.sk, entry.record.float_key), entry.record) for entry in listed]
+        return Page(items, encode_cursor(listed[-1].sk) if more else None)
+
+    async def count(self, collection: str) -> int:
+        return await self.backend.count(collection)
+
+    async def clear(self, collection: str) -> int:
+        """Remove every item of the collection; return how many there were."""
+        return await self.backend.delete_collection(collection)
+
+    async def list_collections(
+        self, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """Names of collections that hold items, and the cursor of the next page."""
+        after = decode_cursor(cursor) if cursor else None
+        names = await self.backend.list_collections(after=after, limit=limit + 1)
+        if len(names) > limit:
+            return names[:limit], encode_cursor(names[limit - 1])
+        return names, None
+
+
+def etag(record: Record) -> str:
+    """The ETag (a quoted string, as in the header) naming a record's version."""
+    return f'"{record.version}"'
+
+
+def _precondition_failed(key: Key, current: Record | None) -> PreconditionFailed:
+    if current is None:
+        return PreconditionFailed(f"item {key!r} does not exist", current=None, etag=None)
+    return PreconditionFailed(
+        f"item {key!r} is not in the expected state; its current value and etag are attached",
+        current=orjson.Fragment(current.value),
+        etag=etag(current),
+    )

@@ -1,0 +1,150 @@
+"""Parsing and checking of request input, before anything reaches the store.
+
+Every function raises a 4xx domain error whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .config import Limits
+from .errors import (
+    InvalidBatch,
+    InvalidCollectionName,
+    InvalidInput,
+    InvalidJSON,
+    InvalidKey,
+    UnsupportedMediaType,
+    ValueTooLarge,
+)
+from .keys import COLLECTION_NAME, Key, check_json_key, key_bytes, parse_path_key
+from .store import Op
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no", "")
+
+
+def collection_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not COLLECTION_NAME.fullmatch(name):
+        raise InvalidCollectionName(
+            f"collection name {name!r} must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', '-'"
+        )
+    return name
+
+
+def check_key(key: Key, limits: Limits) -> Key:
+    if isinstance(key, str) and not key:
+        raise InvalidKey("key must not be empty")
+    size = key_bytes(key)
+    if size > limits.max_key_bytes:
+        raise InvalidKey(f"key is {size} bytes of UTF-8; the limit is {limits.max_key_bytes}")
+    return key
+
+
+def path_key(request: web.Request, limits: Limits) -> Key:
+    """The typed key of an item route: the path segment and ``?key_type=``."""
+    key_type = request.query.get("key_type", "str")
+    return check_key(parse_path_key(request.match_info["key"], key_type), limits)
+
+
+def flag(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "false").lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidInput(f"query parameter {name} must be true or false, not {text!r}")
+
+
+def page_size(request: web.Request, limits: Limits) -> int:
+    text = request.query.get("limit")
+    if text is None:
+        return limits.default_page_size
+    if not text.isdigit() or not 1 <= int(text) <= limits.max_page_size:
+        raise InvalidInput(f"limit must be an integer from 1 to {limits.max_page_size}")
+    return int(text)
+
+
+def _check_json_content_type(request: web.Request) -> None:
+    content_type = request.content_type
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as JSON with 'Content-Type: application/json', not {content_type!r}"
+        )
+
+
+def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
+    if size > limits.max_value_bytes:
+        raise ValueTooLarge(
+            f"{what} is {size} bytes of JSON; the limit is {limits.max_value_bytes} bytes"
+        )
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"body is not JSON (NaN and Infinity are not JSON): {exc}") from None
+
+
+async def json_value(request: web.Request, limits: Limits) -> bytes:
+    """The request body, checked to be one JSON value within the size limit,
+    as the bytes to store (exactly as sent, without surrounding white space)."""
+    _check_json_content_type(request)
+    body = (await request.read()).strip()
+    _check_value_size(len(body), limits)
+    _loads(body)
+    return body
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    _check_json_content_type(request)
+    document = _loads(await request.read())
+    if not isinstance(document, dict):
+        raise InvalidInput("body must be a JSON object")
+    return document
+
+
+async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
+    """Every op of a batch body, or InvalidBatch listing each bad op: nothing
+    of a batch is written unless all of it is valid."""
+    document = await json_object(request)
+    ops = document.get("ops")
+    if not isinstance(ops, list) or not ops:
+        raise InvalidBatch('body must be {"ops": [...]} with at least one op')
+    if len(ops) > limits.max_batch_ops:
+        raise InvalidBatch(f"a batch holds at most {limits.max_batch_ops} ops, not {len(ops)}")
+    parsed: list[Op] = []
+    errors: list[dict[str, Any]] = []
+    for index, raw in enumerate(ops):
+        try:
+            parsed.append(_batch_op(raw, limits))
+        except (InvalidInput, ValueTooLarge) as exc:
+            errors.append({"index": index, "detail": exc.detail})
+    if errors:
+        raise InvalidBatch(
+            f"{len(errors)} of {len(ops)} ops are invalid; nothing was written", errors=errors
+        )
+    return parsed
+
+
+def _batch_op(raw: object, limits: Limits) -> Op:
+    if not isinstance(raw, dict):
+        raise InvalidInput('each op must be an object like {"op": "get", "key": "k"}')
+    kind = raw.get("op")
+    if kind not in ("get", "put", "delete"):
+        raise InvalidInput(f"op must be get, put or delete, not {kind!r}")
+    if "key" not in raw:
+        raise InvalidInput("op has no key")
+    key = check_key(check_json_key(raw["key"]), limits)
+    if kind != "put":
+        return Op(kind, key)
+    if "value" not in raw:
+        raise InvalidInput("put op has no value")
+    value = orjson.dumps(raw["value"])
+    _check_value_size(len(value), limits)
+    return Op("put", key, value)
