@@ -20,31 +20,35 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from collections.abc import Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aioboto3
-import aiohttp
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from ..config import Config
 from ..errors import BackendUnavailable
 from .base import ConditionFailed, ItemKey, Listed, Record
+from .dynamodb_setup import call, check_shards, client_config, ensure_table
 
 T = TypeVar("T")
 Item = dict[str, Any]
 """One DynamoDB item or key in the low-level wire shape (``{"pk": {"S": ...}}``)."""
 
 REGISTRY_PK = "#collections"
-META_PK = "#meta"
 MAX_BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
 MAX_BATCH_WRITE = 25  # DynamoDB's limit per BatchWriteItem
 REGISTRY_TTL = 30.0  # seconds a process trusts its own registration of a collection
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +61,8 @@ class RetryPolicy:
     cap: float = 0.5
 
     def delay(self, stalls: int) -> float:
-        ceiling = min(self.cap, self.base * 2**stalls)
+        ceiling = min(self.cap, self.base * 2.0**stalls)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def client_config(pool: int = 64) -> BotoConfig:
-    """botocore settings for the one shared client: a pool sized for concurrent
-    batches, standard retries (throttling included), bounded timeouts."""
-    return BotoConfig(
-        max_pool_connections=pool,
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=5,
-        read_timeout=10,
-        tcp_keepalive=True,
-    )
 
 
 async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -99,12 +91,6 @@ def _registry_put(collection: str) -> Item:
     return {"PutRequest": {"Item": {"pk": {"S": REGISTRY_PK}, "sk": {"S": collection}}}}
 
 
-def _unavailable(operation: str, exc: ClientError) -> BackendUnavailable:
-    error = exc.response.get("Error", {})
-    code, message = error.get("Code", "Unknown"), error.get("Message", "")
-    return BackendUnavailable(f"DynamoDB {operation} failed: {code}: {message}".rstrip(": "))
-
-
 class DynamoDBBackend:
     """Records in one DynamoDB table (see the module docstring for the layout)."""
 
@@ -124,17 +110,7 @@ class DynamoDBBackend:
     # -- plumbing ---------------------------------------------------------
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """One client call; every failure but a condition check becomes
-        BackendUnavailable naming the DynamoDB error code."""
-        try:
-            response: dict[str, Any] = await getattr(self.client, operation)(**params)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
-                raise
-            raise _unavailable(operation, exc) from exc
-        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
-        return response
+        return await call(self.client, operation, **params)
 
     async def _until_done(
         self, what: str, pending: list[Item], send: Callable[[list[Item]], Awaitable[list[Item]]]
@@ -449,77 +425,6 @@ class _ShardReader:
         self.done = self._start is None
 
 
-async def _ensure_table(backend: DynamoDBBackend, create: bool, endpoint: str | None) -> None:
-    table, where = backend.table, endpoint or "AWS"
-    if create:
-        try:
-            await backend.client.create_table(
-                TableName=table,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            # Another worker creating the same table at the same time is fine.
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise _unavailable("CreateTable", exc) from exc
-        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            raise BackendUnavailable(f"cannot reach DynamoDB at {where}: {exc}") from exc
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            described = await backend._call("describe_table", TableName=table)
-        except BackendUnavailable as exc:
-            if "ResourceNotFoundException" in exc.detail:
-                raise BackendUnavailable(
-                    f"DynamoDB table {table!r} does not exist at {where}: create it"
-                    " (pk S HASH, sk S RANGE) or start with --dynamodb-create-table"
-                ) from exc
-            raise
-        status = described["Table"]["TableStatus"]
-        if status == "ACTIVE":
-            break
-        if time.monotonic() > deadline:
-            raise BackendUnavailable(f"DynamoDB table {table!r} is {status}, not ACTIVE")
-        await asyncio.sleep(0.5)
-    schema = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
-    if schema != {"pk": "HASH", "sk": "RANGE"}:
-        raise BackendUnavailable(
-            f"DynamoDB table {table!r} has key schema {schema}, expected pk HASH, sk RANGE"
-        )
-
-
-async def _check_shards(backend: DynamoDBBackend) -> None:
-    """Record the shard count in a new table; refuse a table made with another."""
-    meta = {"pk": {"S": META_PK}, "sk": {"S": "shards"}}
-    try:
-        await backend._call(
-            "put_item",
-            TableName=backend.table,
-            Item={**meta, "n": {"N": str(backend.shards)}},
-            ConditionExpression="attribute_not_exists(#pk)",
-            ExpressionAttributeNames={"#pk": "pk"},
-        )
-        return
-    except ClientError:
-        pass
-    response = await backend._call(
-        "get_item", TableName=backend.table, Key=meta, ConsistentRead=True
-    )
-    stored = int(response["Item"]["n"]["N"])
-    if stored != backend.shards:
-        raise BackendUnavailable(
-            f"DynamoDB table {backend.table!r} was created with {stored} shards per"
-            f" collection; start with --dynamodb-shards {stored}"
-        )
-
-
 @asynccontextmanager
 async def open_dynamodb(config: Config) -> AsyncIterator[DynamoDBBackend]:
     """Open one client for the backend's lifetime; create the table when missing
@@ -534,7 +439,8 @@ async def open_dynamodb(config: Config) -> AsyncIterator[DynamoDBBackend]:
                 config=client_config(),
             )
         )
-        backend = DynamoDBBackend(client, config.dynamodb_table, config.dynamodb_shards)
-        await _ensure_table(backend, config.dynamodb_create_table, config.dynamodb_endpoint)
-        await _check_shards(backend)
-        yield backend
+        table, shards = config.dynamodb_table, config.dynamodb_shards
+        where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
+        await ensure_table(client, table, create=config.dynamodb_create_table, where=where)
+        await check_shards(client, table, shards)
+        yield DynamoDBBackend(client, table, shards)

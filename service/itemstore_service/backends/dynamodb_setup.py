@@ -1,0 +1,124 @@
+"""The DynamoDB client and table around the backend: client settings, one call
+path that turns every failure into ``BackendUnavailable``, and the table checks
+made once at open (exists or is created, key schema, shard count)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import BackendUnavailable
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+META_PK = "#meta"
+_NETWORK_ERRORS = (BotoCoreError, aiohttp.ClientError, OSError)
+
+
+def client_config(pool: int = 64) -> BotoConfig:
+    """botocore settings for the one shared client: a pool sized for concurrent
+    batches, standard retries (throttling included), bounded timeouts."""
+    return BotoConfig(
+        max_pool_connections=pool,
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=10,
+        tcp_keepalive=True,
+    )
+
+
+def unavailable(operation: str, exc: ClientError) -> BackendUnavailable:
+    """The BackendUnavailable naming a DynamoDB error code and message."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "Unknown"), error.get("Message", "")
+    return BackendUnavailable(f"DynamoDB {operation} failed: {code}: {message}".rstrip(": "))
+
+
+async def call(client: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """One client call. A failed condition check is raised as the ClientError it
+    is; every other failure becomes BackendUnavailable naming the error code."""
+    try:
+        response: dict[str, Any] = await getattr(client, operation)(**params)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == CONDITION_FAILED:
+            raise
+        raise unavailable(operation, exc) from exc
+    except _NETWORK_ERRORS as exc:
+        raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
+    return response
+
+
+async def ensure_table(client: Any, table: str, *, create: bool, where: str) -> None:
+    """Create the table when ``create`` and missing (a concurrent creator is
+    fine), wait until it is ACTIVE, and check its key schema."""
+    if create:
+        try:
+            await client.create_table(
+                TableName=table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            # Another worker creating the same table at the same time is fine.
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise unavailable("CreateTable", exc) from exc
+        except _NETWORK_ERRORS as exc:
+            raise BackendUnavailable(f"cannot reach DynamoDB at {where}: {exc}") from exc
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            described = await call(client, "describe_table", TableName=table)
+        except BackendUnavailable as exc:
+            if "ResourceNotFoundException" in exc.detail:
+                raise BackendUnavailable(
+                    f"DynamoDB table {table!r} does not exist at {where}: create it"
+                    " (pk S HASH, sk S RANGE) or start with --dynamodb-create-table"
+                ) from exc
+            raise
+        status = described["Table"]["TableStatus"]
+        if status == "ACTIVE":
+            break
+        if time.monotonic() > deadline:
+            raise BackendUnavailable(f"DynamoDB table {table!r} is {status}, not ACTIVE")
+        await asyncio.sleep(0.5)
+    schema = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
+    if schema != {"pk": "HASH", "sk": "RANGE"}:
+        raise BackendUnavailable(
+            f"DynamoDB table {table!r} has key schema {schema}, expected pk HASH and sk RANGE"
+        )
+
+
+async def check_shards(client: Any, table: str, shards: int) -> None:
+    """Record the shard count in a new table; refuse a table made with another
+    count (items would be looked for in the wrong partitions)."""
+    meta = {"pk": {"S": META_PK}, "sk": {"S": "shards"}}
+    try:
+        await call(
+            client,
+            "put_item",
+            TableName=table,
+            Item={**meta, "n": {"N": str(shards)}},
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": "pk"},
+        )
+        return
+    except ClientError:
+        pass  # already recorded: compare
+    response = await call(client, "get_item", TableName=table, Key=meta, ConsistentRead=True)
+    stored = int(response["Item"]["n"]["N"])
+    if stored != shards:
+        raise BackendUnavailable(
+            f"DynamoDB table {table!r} was created with {stored} shards per collection;"
+            f" start with --dynamodb-shards {stored}"
+        )

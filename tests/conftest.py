@@ -1,0 +1,59 @@
+"""Shared fixtures: a real moto DynamoDB server and configs for each backend.
+
+``moto_endpoint`` (session): URL of a moto server on a free local port.
+``dynamodb_config``: a Config on that server with a table of its own per test.
+``sqlite_config``: a Config on a fresh SQLite file in the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from itemstore_service.config import Config
+from moto.server import ThreadedMotoServer
+
+# Fake credentials for the whole test run, so that no test can read (or spend)
+# real ones: set before any client is made.
+for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server (DynamoDB and the rest) on a free port of 127.0.0.1."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dynamodb_config(moto_endpoint: str) -> Config:
+    """A DynamoDB Config on the moto server, with a table name no other test uses."""
+    return Config(
+        backend="dynamodb",
+        dynamodb_endpoint=moto_endpoint,
+        dynamodb_table=f"itemstore-{uuid.uuid4().hex}",
+        dynamodb_create_table=True,
+    )
+
+
+@pytest.fixture
+def sqlite_config(tmp_path: Path) -> Config:
+    """A SQLite Config on a new file in the test's own directory."""
+    return Config(backend="sqlite", sqlite_path=str(tmp_path / "items.sqlite3"))
