@@ -1,0 +1,1 @@
+"""Load generation for itemstore: the wrk harness (``python -m bench.run``) and a locustfile."""
