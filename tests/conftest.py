@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application, Request
+from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -57,3 +60,18 @@ def dynamodb_config(moto_endpoint: str) -> Config:
 def sqlite_config(tmp_path: Path) -> Config:
     """A SQLite Config on a new file in the test's own directory."""
     return Config(backend="sqlite", sqlite_path=str(tmp_path / "items.sqlite3"))
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def any_config(request: pytest.FixtureRequest) -> Config:
+    """The Config of each backend in turn: tests using it run on both."""
+    config: Config = request.getfixturevalue(f"{request.param}_config")
+    return config
+
+
+@pytest.fixture
+async def client(
+    any_config: Config, aiohttp_client: Callable[..., Awaitable[TestClient[Request, Application]]]
+) -> TestClient[Request, Application]:
+    """A client of the real app, on each backend in turn."""
+    return await aiohttp_client(create_app(any_config))
