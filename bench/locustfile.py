@@ -58,7 +58,8 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
 
-@events.test_start.add_listener
+# locust's EventHook.add_listener has no annotations.
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
 def preload(environment: Environment, **_: Any) -> None:
     """Put every key once, 100 per batch call, so that reads find them."""
     if not PRELOAD or environment.host is None:
@@ -77,6 +78,7 @@ def preload(environment: Environment, **_: Any) -> None:
         failed = [r["status"] for r in results if r["status"] not in (200, 201)]
         if failed:
             raise RuntimeError(f"preload: batch items answered {sorted(set(failed))}")
+
 
 
 class ItemstoreUser(FastHttpUser):
@@ -104,7 +106,7 @@ class ItemstoreUser(FastHttpUser):
         key, path = self._path()
         self.client.put(
             path,
-            data=value_body(key),
+            data=value_body(key).decode(),
             headers=self.put_headers,
             name="PUT /collections/[c]/items/[key]",
         )
