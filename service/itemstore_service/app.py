@@ -12,6 +12,8 @@ from .auth import auth_middleware
 from .backends import open_backend
 from .batching import Tuning
 from .config import Config
+from .health import add_health_routes
+from .observability import InstrumentedBackend, observability_middleware
 from .problems import problem_middleware
 from .routes import routes
 from .store import Store
@@ -28,7 +30,11 @@ TUNING = {
 def create_app(config: Config) -> web.Application:
     """A ready-to-run application. The backend opens on startup; on cleanup
     the store drains every queued write before the backend closes."""
-    middlewares: list[Middleware] = [problem_middleware]
+    # Observability is outermost so it sees the final status of every answer.
+    middlewares: list[Middleware] = [
+        observability_middleware(access_log=config.access_log),
+        problem_middleware,
+    ]
     if config.token:
         middlewares.append(auth_middleware(config.token))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_request_bytes)
@@ -36,10 +42,12 @@ def create_app(config: Config) -> web.Application:
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         async with open_backend(config) as backend:
-            app[STORE] = Store(backend, TUNING[config.backend], coalesce=config.coalesce)
+            instrumented = InstrumentedBackend(backend)
+            app[STORE] = Store(instrumented, TUNING[config.backend], coalesce=config.coalesce)
             yield
             await app[STORE].drain()
 
     app.cleanup_ctx.append(storage)
     app.add_routes(routes)
+    add_health_routes(app)
     return app

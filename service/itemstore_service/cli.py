@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import multiprocessing
 import os
 import signal
@@ -136,10 +135,9 @@ def run_worker(config: Config) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .observability import configure_logging
 
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(config.log_level)
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -152,7 +150,7 @@ def run_worker(config: Config) -> None:
         host=config.host,
         port=config.port,
         reuse_port=config.workers > 1 or None,
-        access_log=logging.getLogger("itemstore.access") if config.access_log else None,
+        access_log=None,  # the observability middleware writes the access log
         shutdown_timeout=config.shutdown_timeout,
         print=None,
         loop=loop,
@@ -169,6 +167,9 @@ def serve(config: Config) -> None:
     if config.workers == 1:
         run_worker(config)
         return
+    from .observability import prepare_multiprocess_metrics
+
+    prepare_multiprocess_metrics()  # workers share one metrics directory
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=run_worker, args=(config,)) for _ in range(config.workers)]
     for worker in workers:

@@ -29,13 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -206,10 +207,6 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
 # -- the middleware ----------------------------------------------------------
 
 _REQUEST_ID_OK: Final = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
 
 def request_id_from(header: str | None) -> str:
     """The caller's request id when it is a short token, else a fresh one
