@@ -80,7 +80,6 @@ def preload(environment: Environment, **_: Any) -> None:
             raise RuntimeError(f"preload: batch items answered {sorted(set(failed))}")
 
 
-
 class ItemstoreUser(FastHttpUser):
     """One client doing GETs and PUTs of random keys back to back (no think time)."""
 
