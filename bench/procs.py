@@ -71,6 +71,14 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def _is_helper(pid: int) -> bool:
+    """True for multiprocessing's resource tracker, which serves no requests."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
 def worker_peak_rss(root: int) -> dict[int, float]:
     """VmHWM per worker process of a server started as ``root``.
 
@@ -78,7 +86,7 @@ def worker_peak_rss(root: int) -> dict[int, float]:
     out. A server without children is its own single worker.
     """
     tree = process_tree(root)
-    workers = tree[1:] or tree
+    workers = [pid for pid in tree[1:] if not _is_helper(pid)] or tree[:1]
     peaks = {pid: peak_rss_mib(pid) for pid in workers}
     return {pid: rss for pid, rss in peaks.items() if rss is not None}
 

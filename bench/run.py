@@ -78,8 +78,8 @@ def itemstore_command(
 ) -> list[str]:
     argv = [
         sys.executable,
-        "-c",
-        "import sys; from itemstore_service.cli import main; sys.exit(main())",
+        "-m",
+        "itemstore_service",
         "serve",
         "--host",
         HOST,
