@@ -1,0 +1,420 @@
+"""The sans-I/O core: every request the SDK sends and how its answer is read.
+
+Each operation is a :class:`Call`: a :class:`Request` (method, URL, headers,
+body, replay class) plus a ``decode`` function turning the :class:`Response`
+into a Python result or an exception. The sync and async transports only move
+bytes; all protocol knowledge lives here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+from ._keys import Key, check_key, key_type, path_segment
+from ._retry import Replay
+from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
+
+T = TypeVar("T")
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+    replay: Replay = Replay.SAFE
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An answer; ``headers`` must look names up case-insensitively."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    request: Request
+    decode: Callable[[Response], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A stored value and its ETag (quoted, ready for ``If-Match``)."""
+
+    value: Any
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    entries: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """One result of a batch call: ``value``/``etag`` are None when absent."""
+
+    status: int
+    value: Any = None
+    etag: str | None = None
+    problem: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits the service publishes at ``GET /``."""
+
+    max_key_bytes: int = 1000
+    max_value_bytes: int = 358400
+    max_batch_ops: int = 100
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    max_request_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> Limits:
+        given = info.get("limits") or {}
+        known = {k: int(v) for k, v in given.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of a value; TypeError when it is not JSON-compatible."""
+    return orjson.dumps(value)
+
+
+def check_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
+        raise ValidationError(
+            f"collection name {name!r} must match [A-Za-z0-9_.-]{{1,128}}",
+            status=400,
+            code="invalid-collection-name",
+            title="Invalid collection name",
+        )
+    return name
+
+
+def problem_error(response: Response, url: str) -> ItemstoreError:
+    """The exception for an error answer, built from its problem body."""
+    status = response.status
+    body: Any = None
+    try:
+        body = orjson.loads(response.body) if response.body else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail", body.get("title")), str):
+        detail = str(body.get("detail") or body.get("title"))
+        code = str(body.get("code", ""))
+        title = str(body.get("title", ""))
+        extras = {k: v for k, v in body.items() if k not in ("detail", "code", "title", "status")}
+    else:
+        text = response.body[:200].decode("utf-8", "replace")
+        detail, code, title, extras = f"HTTP {status} from {url}: {text}", "", "", {}
+    kwargs: dict[str, Any] = {"status": status, "code": code, "title": title, "extras": extras}
+    if status in (400, 413, 415):
+        return ValidationError(detail, **kwargs)
+    if status == 401:
+        return Unauthorized(detail, **kwargs)
+    if status == 412:
+        return PreconditionFailed(detail, **kwargs)
+    if status in (429, 502, 503, 504):
+        from ._retry import parse_retry_after
+
+        after = parse_retry_after(response.headers.get("Retry-After"))
+        return Unavailable(detail, retry_after=after, **kwargs)
+    return ItemstoreError(detail, **kwargs)
+
+
+def connection_error(request: Request, reason: object) -> Unavailable:
+    parts = urlsplit(request.url)
+    return Unavailable(
+        f"cannot reach itemstore at {parts.scheme}://{parts.netloc}"
+        f" ({request.method} {parts.path}): {str(reason) or type(reason).__name__}",
+        code="connection-failed",
+    )
+
+
+def _is_item_missing(response: Response) -> bool:
+    """A 404 about the item (not an unknown route, which is an error), or a
+    key the service refuses as invalid: such a key can never be stored, so a
+    read finds it absent, as a dict would."""
+    if response.status not in (400, 404):
+        return False
+    try:
+        body = orjson.loads(response.body) if response.body else None
+    except orjson.JSONDecodeError:
+        return False
+    if response.status == 400:
+        return isinstance(body, dict) and body.get("code") == "invalid-key"
+    return not isinstance(body, dict) or body.get("code", "item-not-found") == "item-not-found"
+
+
+def _etag(response: Response) -> str:
+    return response.headers.get("ETag", "")
+
+
+def encode_op(op: Literal["get", "put", "delete"], key: Key, value: bytes | None = None) -> bytes:
+    """One batch op as JSON bytes; ``value`` is the already encoded JSON value."""
+    head = orjson.dumps({"op": op, "key": check_key(key)})
+    if value is None:
+        return head
+    return head[:-1] + b',"value":' + value + b"}"
+
+
+def split_ops(ops: Sequence[bytes], max_ops: int, max_bytes: int) -> list[list[bytes]]:
+    """Consecutive chunks of at most ``max_ops`` ops and (when possible)
+    ``max_bytes`` bytes of body; order is kept."""
+    chunks: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for op in ops:
+        if current and (len(current) >= max_ops or size + len(op) + 16 > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(op)
+        size += len(op) + 1
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class Core:
+    """Builds the calls of one service at ``base_url`` (with an optional token)."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"itemstore url must be http(s)://host[:port], not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._headers: dict[str, str] = {"Accept": JSON}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    # -- building --------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]] = (),
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        replay: Replay = Replay.SAFE,
+    ) -> Request:
+        url = self.base_url + path
+        q = urlencode(list(query))
+        if q:
+            url += "?" + q
+        all_headers = dict(self._headers)
+        if body is not None:
+            all_headers["Content-Type"] = JSON
+        all_headers.update(headers or {})
+        return Request(method, url, all_headers, body, replay)
+
+    def _item(self, collection: str, key: Key) -> tuple[str, list[tuple[str, str]]]:
+        key = check_key(key)
+        path = f"/collections/{check_collection_name(collection)}/items/{path_segment(key)}"
+        return path, [("key_type", key_type(key))]
+
+    def _fail(self, request: Request, response: Response) -> ItemstoreError:
+        return problem_error(response, request.url)
+
+    def _json(self, request: Request, response: Response, *ok: int) -> Any:
+        if response.status not in ok:
+            raise self._fail(request, response)
+        return orjson.loads(response.body)
+
+    # -- service -----------------------------------------------------------------------
+    def info(self) -> Call[dict[str, Any]]:
+        req = self._request("GET", "/")
+        return Call(req, lambda r: dict(self._json(req, r, 200)))
+
+    def collections_page(self, cursor: str | None, limit: int | None) -> Call[Page[str]]:
+        req = self._request("GET", "/collections", _paging(cursor, limit))
+
+        def decode(r: Response) -> Page[str]:
+            body = self._json(req, r, 200)
+            return Page([c["name"] for c in body["collections"]], body.get("next_cursor"))
+
+        return Call(req, decode)
+
+    # -- one item ----------------------------------------------------------------------
+    def get(self, collection: str, key: Key, *, consistent: bool = False) -> Call[Item | None]:
+        path, query = self._item(collection, key)
+        if consistent:
+            query.append(("consistent", "true"))
+        req = self._request("GET", path, query)
+
+        def decode(r: Response) -> Item | None:
+            if _is_item_missing(r):
+                return None
+            return Item(self._json(req, r, 200), _etag(r))
+
+        return Call(req, decode)
+
+    def contains(self, collection: str, key: Key) -> Call[bool]:
+        path, query = self._item(collection, key)
+        req = self._request("HEAD", path, query)
+
+        def decode(r: Response) -> bool:
+            if r.status in (400, 404):  # HEAD has no body; a 400 can only be the key's
+                return False
+            if r.status != 200:
+                raise self._fail(req, r)
+            return True
+
+        return Call(req, decode)
+
+    def put(
+        self,
+        collection: str,
+        key: Key,
+        value: bytes,
+        *,
+        if_match: str | None = None,
+        if_absent: bool = False,
+    ) -> Call[tuple[bool, str]]:
+        """Store encoded ``value``: decodes to ``(created, etag)``; 412 raises
+        PreconditionFailed carrying the current value and ETag."""
+        path, query = self._item(collection, key)
+        headers: dict[str, str] = {}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if if_absent:
+            headers["If-None-Match"] = "*"
+        replay = Replay.IF_NOT_APPLIED if headers else Replay.SAFE
+        req = self._request("PUT", path, query, body=value, headers=headers, replay=replay)
+
+        def decode(r: Response) -> tuple[bool, str]:
+            self._json(req, r, 200, 201)
+            return r.status == 201, _etag(r)
+
+        return Call(req, decode)
+
+    def setdefault(self, collection: str, key: Key, default: Any) -> Call[Any]:
+        """Atomic setdefault in one round trip: the stored value after the call."""
+        put = self.put(collection, key, dumps(default), if_absent=True)
+
+        def decode(r: Response) -> Any:
+            try:
+                put.decode(r)
+            except PreconditionFailed as exc:
+                return exc.current
+            return default
+
+        return Call(put.request, decode)
+
+    def delete(
+        self, collection: str, key: Key, *, if_match: str | None = None
+    ) -> Call[Item | None]:
+        """Remove an item: decodes to the removed value, None when absent."""
+        path, query = self._item(collection, key)
+        headers = {"If-Match": if_match} if if_match is not None else {}
+        req = self._request("DELETE", path, query, headers=headers, replay=Replay.IF_NOT_APPLIED)
+
+        def decode(r: Response) -> Item | None:
+            if _is_item_missing(r):
+                return None
+            return Item(self._json(req, r, 200), _etag(r))
+
+        return Call(req, decode)
+
+    def add(self, collection: str, value: bytes) -> Call[tuple[str, str]]:
+        """Store under a new server-made key: decodes to ``(key, etag)``."""
+        path = f"/collections/{check_collection_name(collection)}/items"
+        req = self._request("POST", path, body=value, replay=Replay.NEVER)
+
+        def decode(r: Response) -> tuple[str, str]:
+            body = self._json(req, r, 201)
+            return body["key"], body["etag"]
+
+        return Call(req, decode)
+
+    # -- whole collection -----------------------------------------------------------
+    def page(
+        self,
+        collection: str,
+        cursor: str | None,
+        *,
+        limit: int | None = None,
+        prefix: str | None = None,
+        keys_only: bool = False,
+    ) -> Call[Page[tuple[Key, Any]]]:
+        """One listing page of ``(key, value)`` pairs (value None when keys_only)."""
+        query = _paging(cursor, limit)
+        if prefix:
+            query.append(("prefix", prefix))
+        if keys_only:
+            query.append(("keys_only", "true"))
+        path = f"/collections/{check_collection_name(collection)}/items"
+        req = self._request("GET", path, query)
+
+        def decode(r: Response) -> Page[tuple[Key, Any]]:
+            body = self._json(req, r, 200)
+            entries = [(e["key"], e.get("value")) for e in body["items"]]
+            return Page(entries, body.get("next_cursor"))
+
+        return Call(req, decode)
+
+    def count(self, collection: str) -> Call[int]:
+        req = self._request("GET", f"/collections/{check_collection_name(collection)}")
+
+        def decode(r: Response) -> int:
+            if r.status == 404:
+                return 0
+            return int(self._json(req, r, 200)["count"])
+
+        return Call(req, decode)
+
+    def clear(self, collection: str) -> Call[int]:
+        path = f"/collections/{check_collection_name(collection)}"
+        req = self._request("DELETE", path, replay=Replay.IF_NOT_APPLIED)
+
+        def decode(r: Response) -> int:
+            if r.status == 404:
+                return 0
+            return int(self._json(req, r, 200).get("deleted", 0))
+
+        return Call(req, decode)
+
+    def batch(self, collection: str, ops: Sequence[bytes]) -> Call[list[OpResult]]:
+        """One batch call of ops made by :func:`encode_op`; results in op order.
+        A result that is neither a success nor a 404 raises its problem."""
+        body = b'{"ops":[' + b",".join(ops) + b"]}"
+        has_delete = any(op.startswith(b'{"op":"delete"') for op in ops)
+        replay = Replay.IF_NOT_APPLIED if has_delete else Replay.SAFE
+        path = f"/collections/{check_collection_name(collection)}/batch"
+        req = self._request("POST", path, body=body, replay=replay)
+
+        def decode(r: Response) -> list[OpResult]:
+            results = []
+            for res in self._json(req, r, 200)["results"]:
+                status = int(res["status"])
+                if status >= 400 and status != 404:
+                    raise problem_error(Response(status, {}, orjson.dumps(res)), req.url)
+                results.append(OpResult(status, res.get("value"), res.get("etag"), res))
+            return results
+
+        return Call(req, decode)
+
+
+def _paging(cursor: str | None, limit: int | None) -> list[tuple[str, str]]:
+    query: list[tuple[str, str]] = []
+    if limit is not None:
+        query.append(("limit", str(limit)))
+    if cursor is not None:
+        query.append(("cursor", cursor))
+    return query
