@@ -101,19 +101,12 @@ async def json_value(request: web.Request, limits: Limits) -> bytes:
     return body
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    _check_json_content_type(request)
-    document = _loads(await request.read())
-    if not isinstance(document, dict):
-        raise InvalidInput("body must be a JSON object")
-    return document
-
-
 async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
     """Every op of a batch body, or InvalidBatch listing each bad op: nothing
     of a batch is written unless all of it is valid."""
-    document = await json_object(request)
-    ops = document.get("ops")
+    _check_json_content_type(request)
+    document = _loads(await request.read())
+    ops = document.get("ops") if isinstance(document, dict) else None
     if not isinstance(ops, list) or not ops:
         raise InvalidBatch('body must be {"ops": [...]} with at least one op')
     if len(ops) > limits.max_batch_ops:

@@ -1,0 +1,197 @@
+"""Read coalescing and group commit through the real store and backends.
+
+``CountingBackend`` wraps a real backend and only counts and delegates; where a
+test needs a backend failure it injects one there, because neither SQLite nor
+moto can be made to fail one chosen batch on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application, Request
+from itemstore_service.app import TUNING, create_app
+from itemstore_service.appkeys import STORE
+from itemstore_service.backends import open_backend
+from itemstore_service.backends.base import Backend, ItemKey, Record
+from itemstore_service.config import Config
+from itemstore_service.errors import BackendUnavailable, ItemNotFound
+from itemstore_service.store import Store
+
+Client = TestClient[Request, Application]
+
+
+class CountingBackend:
+    """Delegates to a real backend, counting calls; can fail the next write."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: dict[str, int] = {}
+        self.fail_writes = 0
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        self.calls["get_many"] = self.calls.get("get_many", 0) + 1
+        return await self.inner.get_many(keys, consistent=consistent)
+
+    async def write_many(
+        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+    ) -> dict[ItemKey, Record]:
+        self.calls["write_many"] = self.calls.get("write_many", 0) + 1
+        if self.fail_writes:
+            self.fail_writes -= 1
+            await asyncio.sleep(0.01)
+            raise BackendUnavailable("injected failure")
+        return await self.inner.write_many(puts, deletes)
+
+
+@pytest.fixture
+async def counting(any_config: Config) -> AsyncIterator[CountingBackend]:
+    async with open_backend(any_config) as backend:
+        yield CountingBackend(backend)
+
+
+@pytest.fixture
+async def store(counting: CountingBackend, any_config: Config) -> AsyncIterator[Store]:
+    store = Store(counting, TUNING[any_config.backend])
+    yield store
+    await store.drain()
+
+
+async def test_concurrent_writers_and_readers_all_get_their_answers(
+    store: Store, counting: CountingBackend
+) -> None:
+    n = 300
+    values = {f"k{i}": orjson.dumps({"i": i, "pad": "x" * (i % 50)}) for i in range(n)}
+    puts = await asyncio.gather(*(store.put("c", k, v) for k, v in values.items()))
+    assert [p.status for p in puts] == [201] * n
+    records = await asyncio.gather(*(store.get("c", k) for k in values))
+    assert [r.value for r in records] == list(values.values())
+    assert [r.version for r in records] == [p.record.version for p in puts if p.record]
+    # far fewer backend calls than requests
+    assert counting.calls["write_many"] < n / 4
+    assert counting.calls["get_many"] < n / 4
+
+    mixed = await asyncio.gather(
+        *(store.put("c", k, b"0") for k in list(values)[:100]),
+        *(store.get("c", k) for k in list(values)[100:]),
+        *(store.delete("c", f"absent{i}") for i in range(20)),
+        return_exceptions=True,
+    )
+    assert [r for r in mixed[:300] if isinstance(r, BaseException)] == []
+    assert [type(r).__name__ for r in mixed[300:]] == ["ItemNotFound"] * 20
+
+
+async def test_a_key_asked_for_twice_at_once_is_fetched_once(
+    store: Store, counting: CountingBackend
+) -> None:
+    await store.put("c", "hot", b'"v"')
+    counting.calls.clear()
+    got = await asyncio.gather(*(store.get("c", "hot") for _ in range(50)))
+    assert {r.value for r in got} == {b'"v"'}
+    assert counting.calls["get_many"] <= 2
+
+
+async def test_same_key_twice_in_one_batch_keeps_the_later_and_answers_both(
+    store: Store, counting: CountingBackend
+) -> None:
+    first, second, third = await asyncio.gather(
+        store.put("c", "k", b"1"), store.put("c", "k", b"2"), store.put("c", 1, b"3")
+    )
+    assert (first.status, second.status, third.status) == (201, 200, 201)
+    assert counting.calls["write_many"] == 1
+    assert (await store.get("c", "k", consistent=True)).value == b"2"
+    put, deleted = await asyncio.gather(store.put("c", "k", b"4"), store.delete("c", "k"))
+    assert put.status == 200
+    assert deleted.value == b"4"
+    with pytest.raises(ItemNotFound):
+        await store.get("c", "k", consistent=True)
+
+
+async def test_a_failed_batch_fails_exactly_its_own_requests(
+    store: Store, counting: CountingBackend
+) -> None:
+    counting.fail_writes = 1
+    first = asyncio.create_task(store.put("c", "a", b"1"))
+    await asyncio.sleep(0.001)  # the first batch (to fail) is in flight
+    later = [asyncio.create_task(store.put("c", f"b{i}", b"2")) for i in range(5)]
+    with pytest.raises(BackendUnavailable):
+        await first
+    assert [r.status for r in await asyncio.gather(*later)] == [201] * 5
+    with pytest.raises(ItemNotFound):
+        await store.get("c", "a", consistent=True)
+
+
+async def test_cancelled_waiters_do_not_break_the_batch(store: Store) -> None:
+    await store.put("c", "k", b"1")
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(store.get("c", "k")) for _ in range(20)]
+    writes: list[asyncio.Task[Any]] = [
+        asyncio.create_task(store.put("c", f"w{i}", b"1")) for i in range(20)
+    ]
+    await asyncio.sleep(0)
+    for task in tasks[::2] + writes[::3]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, *writes, return_exceptions=True)
+    for task, result in zip(tasks + writes, results, strict=True):
+        if task.cancelled():
+            assert isinstance(result, asyncio.CancelledError)
+        else:
+            assert not isinstance(result, BaseException)
+    for i, write in enumerate(writes):
+        if not write.cancelled():
+            assert (await store.get("c", f"w{i}", consistent=True)).value == b"1"
+
+
+async def test_coalescing_off_is_one_backend_call_per_request(
+    counting: CountingBackend, any_config: Config
+) -> None:
+    store = Store(counting, TUNING[any_config.backend], coalesce=False)
+    await asyncio.gather(*(store.put("c", i, b"1") for i in range(10)))
+    await asyncio.gather(*(store.get("c", i) for i in range(10)))
+    assert counting.calls == {"write_many": 10, "get_many": 10}
+
+
+async def test_http_backend_failure_is_503_problem(any_config: Config, aiohttp_client: Any) -> None:
+    app = create_app(any_config)
+    client: Client = await aiohttp_client(app)
+    counting = CountingBackend(app[STORE].backend)
+    app[STORE].backend = counting
+    counting.fail_writes = 1
+    response = await client.put("/collections/c/items/k", json=1)
+    assert response.status == 503
+    assert response.content_type == "application/problem+json"
+    assert response.headers["Retry-After"]
+    assert (await response.json())["code"] == "backend-unavailable"
+    assert (await client.put("/collections/c/items/k", json=1)).status == 201
+
+
+async def test_http_many_concurrent_clients(client: Client) -> None:
+    async def writer(i: int) -> None:
+        response = await client.put(f"/collections/c/items/{i}?key_type=int", json={"i": i})
+        assert response.status == 201
+
+    async def reader(i: int) -> None:
+        response = await client.get(f"/collections/c/items/{i}?key_type=int")
+        assert response.status == 200
+        assert await response.json() == {"i": i}
+
+    await asyncio.gather(*(writer(i) for i in range(100)))
+    await asyncio.gather(*(reader(i) for i in range(100)))
+
+
+async def test_sqlite_data_survives_a_restart(sqlite_config: Config, aiohttp_client: Any) -> None:
+    first: Client = await aiohttp_client(create_app(sqlite_config))
+    await asyncio.gather(*(first.put(f"/collections/c/items/k{i}", json=i) for i in range(50)))
+    await first.close()
+    second: Client = await aiohttp_client(create_app(replace(sqlite_config)))
+    listing = await (await second.get("/collections/c/items")).json()
+    assert sorted(item["value"] for item in listing["items"]) == list(range(50))
