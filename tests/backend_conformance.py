@@ -1,0 +1,304 @@
+"""One test suite that every storage backend must pass, unchanged.
+
+A test module per backend subclasses :class:`BackendConformance` and provides
+the ``open_backend`` fixture: a callable that opens the backend on the test's
+own storage (a SQLite file, a DynamoDB table). Calling it again opens a fresh
+backend on the same storage, which is how durability is checked.
+
+Sort keys come from ``itemstore_service.keys.encode_key``, so the tests store
+exactly what the service stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import orjson
+import pytest
+from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from itemstore_service.keys import Key, decode_key, encode_key, str_prefix
+
+Opener = Callable[[], AbstractAsyncContextManager[Backend]]
+
+# Keys whose sort keys disagree between byte, UTF-16 and case-folded orders:
+# U+FF01 sorts before U+1F600 by UTF-8 bytes but after it by UTF-16 units.
+ODD_KEYS: list[Key] = [
+    "a", "A", "Z", "z", "a/b", "a#b", "a%20b", "a b", ".", "..", "/", "#", "%", " ",
+    "é", "é/x", "ÿ", "Ā", "中文", "\uff01", "😀", "😀😀", "a😀", "a\uffff", "ab", "a.b",
+    1, -5, 10, 2.5, 1e-7, True, False,
+]  # fmt: skip
+
+
+def rec(value: object, version: str = "v1", float_key: bool = False) -> Record:
+    return Record(orjson.dumps(value), version, float_key)
+
+
+def key(collection: str, k: Key) -> ItemKey:
+    return collection, encode_key(k)
+
+
+def byte_order(sks: list[str]) -> list[str]:
+    return sorted(sks, key=lambda sk: sk.encode("utf-8"))
+
+
+async def walk(backend: Backend, collection: str, *, page: int, prefix: str = "") -> list[Listed]:
+    """Every item of a listing, page by page, each page starting after the last."""
+    seen: list[Listed] = []
+    after: str | None = None
+    while True:
+        got = await backend.query(
+            collection, after=after, prefix=prefix, limit=page, keys_only=False
+        )
+        assert len(got) <= page
+        if not got:
+            return seen
+        seen += got
+        after = got[-1].sk
+
+
+class BackendConformance:
+    """The behaviour of ``backends.base.Backend``, for any implementation."""
+
+    @pytest.fixture
+    def open_backend(self) -> Opener:
+        raise NotImplementedError("a backend test module provides open_backend")
+
+    @pytest.fixture
+    async def backend(self, open_backend: Opener) -> AsyncIterator[Backend]:
+        async with open_backend() as backend:
+            yield backend
+
+    async def _put(self, backend: Backend, items: dict[ItemKey, Record]) -> None:
+        assert await backend.write_many(items, []) == {}
+
+    # -- basics -----------------------------------------------------------
+
+    async def test_fresh_storage_is_empty_and_answers_ping(self, backend: Backend) -> None:
+        await backend.ping()
+        assert await backend.get_many([key("c", "a")], consistent=True) == {}
+        assert await backend.count("c") == 0
+        assert await backend.query("c", after=None, prefix="", limit=10, keys_only=False) == []
+        assert await backend.list_collections(after=None, limit=10) == []
+        assert await backend.write_many({}, []) == {}
+        assert await backend.get_many([], consistent=False) == {}
+
+    async def test_get_many_across_collections(self, backend: Backend) -> None:
+        await self._put(
+            backend,
+            {key("c1", "a"): rec(1), key("c2", "a"): rec(2), key("c1", 7): rec({"n": 7}, "v7")},
+        )
+        for consistent in (True, False):
+            got = await backend.get_many(
+                [key("c1", "a"), key("c2", "a"), key("c1", 7), key("c1", "b"), key("c3", "a")],
+                consistent=consistent,
+            )
+            assert got == {
+                key("c1", "a"): rec(1),
+                key("c2", "a"): rec(2),
+                key("c1", 7): rec({"n": 7}, "v7"),
+            }
+
+    async def test_values_round_trip_byte_for_byte(self, backend: Backend) -> None:
+        raw = b'{"b" : 1.10, "a": [1e400, "\xc3\xa9\\u00e9", null] }'
+        await self._put(backend, {key("c", "raw"): Record(raw, "ver-1")})
+        got = await backend.get_many([key("c", "raw")], consistent=True)
+        assert got[key("c", "raw")].value == raw
+
+    async def test_many_keys_beyond_one_request(self, backend: Backend) -> None:
+        items = {key("c", i): rec(i, f"v{i}") for i in range(230)}
+        await self._put(backend, items)
+        wanted = [*items, *(key("c", i) for i in range(1000, 1050))]
+        assert await backend.get_many(wanted, consistent=True) == items
+        assert await backend.count("c") == 230
+
+    # aiohttp (under aiobotocore) warns about request bodies over 1 MiB; Python
+    # ignores ResourceWarning outside tests, and these bodies must be sent.
+    @pytest.mark.filterwarnings("ignore:Sending a large body:ResourceWarning")
+    async def test_large_values(self, backend: Backend) -> None:
+        big = b'"' + b"x" * (350 * 1024 - 2) + b'"'
+        await self._put(backend, {key("c", "big"): Record(big, "v")})
+        assert await backend.get_many([key("c", "big")], consistent=True) == {
+            key("c", "big"): Record(big, "v")
+        }
+        # Together these exceed what one DynamoDB batch read may return (16 MB).
+        many = {key("c", i): Record(big[:-2] + bytes([48 + i % 10]) + b'"', "v") for i in range(50)}
+        await self._put(backend, many)
+        assert await backend.get_many(list(many), consistent=True) == many
+
+    # -- write_many ---------------------------------------------------------
+
+    async def test_write_many_returns_previous_records(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", "a"): rec("a1"), key("c", "b"): rec("b1")})
+        previous = await backend.write_many(
+            {key("c", "a"): rec("a2", "v2"), key("c", "d"): rec("d1")},
+            [key("c", "b"), key("c", "absent")],
+        )
+        assert previous == {key("c", "a"): rec("a1"), key("c", "b"): rec("b1")}
+        got = await backend.get_many(
+            [key("c", k) for k in ("a", "b", "d", "absent")], consistent=True
+        )
+        assert got == {key("c", "a"): rec("a2", "v2"), key("c", "d"): rec("d1")}
+
+    async def test_writes_are_durable_across_reopen(self, open_backend: Opener) -> None:
+        async with open_backend() as first:
+            await first.write_many({key("c", i): rec(i) for i in range(30)}, [])
+            await first.write_many({}, [key("c", 0)])
+        async with open_backend() as second:
+            got = await second.get_many([key("c", i) for i in range(30)], consistent=True)
+            assert got == {key("c", i): rec(i) for i in range(1, 30)}
+            assert await second.count("c") == 29
+            assert await second.list_collections(after=None, limit=10) == ["c"]
+
+    # -- conditional writes ---------------------------------------------------
+
+    async def test_put_if_absent(self, backend: Backend) -> None:
+        assert await backend.put_if(key("c", "k"), rec("first"), expected=None) is None
+        with pytest.raises(ConditionFailed) as failed:
+            await backend.put_if(key("c", "k"), rec("second", "v2"), expected=None)
+        assert failed.value.current == rec("first")
+        assert await backend.get_many([key("c", "k")], consistent=True) == {
+            key("c", "k"): rec("first")
+        }
+        assert await backend.list_collections(after=None, limit=10) == ["c"]
+
+    async def test_put_if_version_matches(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", "k"): rec("one", "v1")})
+        previous = await backend.put_if(key("c", "k"), rec("two", "v2"), expected="v1")
+        assert previous == rec("one", "v1")
+        with pytest.raises(ConditionFailed) as failed:
+            await backend.put_if(key("c", "k"), rec("three", "v3"), expected="v1")
+        assert failed.value.current == rec("two", "v2")
+        with pytest.raises(ConditionFailed) as absent:
+            await backend.put_if(key("c", "nope"), rec("x"), expected="v1")
+        assert absent.value.current is None
+        got = await backend.get_many([key("c", "k"), key("c", "nope")], consistent=True)
+        assert got == {key("c", "k"): rec("two", "v2")}
+
+    async def test_delete_if(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", "k"): rec("one", "v1"), key("c", "j"): rec("j")})
+        with pytest.raises(ConditionFailed) as failed:
+            await backend.delete_if(key("c", "k"), expected="v0")
+        assert failed.value.current == rec("one", "v1")
+        assert await backend.delete_if(key("c", "k"), expected="v1") == rec("one", "v1")
+        with pytest.raises(ConditionFailed) as absent:
+            await backend.delete_if(key("c", "k"), expected="v1")
+        assert absent.value.current is None
+        got = await backend.get_many([key("c", "k"), key("c", "j")], consistent=True)
+        assert got == {key("c", "j"): rec("j")}
+
+    # -- listings ---------------------------------------------------------
+
+    async def test_query_orders_by_utf8_bytes(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(i, f"v{i}") for i, k in enumerate(ODD_KEYS)})
+        await self._put(backend, {key("other", "0"): rec(0)})
+        got = await backend.query("c", after=None, prefix="", limit=1000, keys_only=False)
+        expected = byte_order([encode_key(k) for k in ODD_KEYS])
+        assert [item.sk for item in got] == expected
+        values = {item.sk: item.record for item in got}
+        assert all(values[encode_key(k)] == rec(i, f"v{i}") for i, k in enumerate(ODD_KEYS))
+        assert expected.index(encode_key("\uff01")) < expected.index(encode_key("😀"))
+
+    async def test_query_limit_and_after(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(0) for k in ODD_KEYS})
+        order = byte_order([encode_key(k) for k in ODD_KEYS])
+        first = await backend.query("c", after=None, prefix="", limit=5, keys_only=False)
+        assert [item.sk for item in first] == order[:5]
+        rest = await backend.query("c", after=order[10], prefix="", limit=1000, keys_only=False)
+        assert [item.sk for item in rest] == order[11:]
+        # ``after`` need not be a stored key.
+        gap = await backend.query("c", after="sa!", prefix="", limit=3, keys_only=False)
+        assert [item.sk for item in gap] == [sk for sk in order if sk > "sa!"][:3]
+        assert await backend.query("c", after=order[-1], prefix="", limit=5, keys_only=False) == []
+
+    @pytest.mark.parametrize("page", [1, 3, 7, 100])
+    async def test_walking_pages_yields_every_item_once(self, backend: Backend, page: int) -> None:
+        items = {key("c", k): rec(k) for k in ODD_KEYS}
+        await self._put(backend, items)
+        seen = await walk(backend, "c", page=page)
+        assert [item.sk for item in seen] == byte_order([encode_key(k) for k in ODD_KEYS])
+        assert {("c", item.sk): item.record for item in seen} == items
+
+    async def test_query_prefix(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(0) for k in ODD_KEYS})
+        order = byte_order([encode_key(k) for k in ODD_KEYS])
+        in_a = [sk for sk in order if sk.startswith("sa")]
+        assert len(in_a) >= 6
+        prefix = str_prefix("a")
+        assert [i.sk for i in await walk(backend, "c", page=2, prefix=prefix)] == in_a
+        cases: list[tuple[str | None, list[str]]] = [
+            (None, in_a),
+            ("s", in_a),  # before the prefix range
+            (in_a[2], in_a[3:]),  # inside it
+            ("sa\U0010ffff", []),  # past every key with the prefix
+            ("sz", []),
+        ]
+        for after, expected in cases:
+            got = await backend.query("c", after=after, prefix=prefix, limit=100, keys_only=False)
+            assert [item.sk for item in got] == expected, after
+        assert await backend.query("c", after=None, prefix="sq", limit=9, keys_only=False) == []
+        numbers = await backend.query("c", after=None, prefix="n", limit=100, keys_only=True)
+        assert [decode_key(item.sk) for item in numbers] == [-5, 1, 10, 1e-7, 2.5]
+
+    async def test_query_keys_only(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", "a"): rec("long value", "va"), key("c", 2.0): rec(2)})
+        await backend.write_many({key("c", 2.0): rec(2.0, "vf", float_key=True)}, [])
+        got = await backend.query("c", after=None, prefix="", limit=10, keys_only=True)
+        assert got == [
+            Listed(encode_key(2.0), Record(b"", "vf", True)),
+            Listed(encode_key("a"), Record(b"", "va", False)),
+        ]
+
+    async def test_float_keys_round_trip(self, backend: Backend) -> None:
+        await self._put(
+            backend, {key("c", 2.0): rec("f", float_key=True), key("c", 3): rec("i")}
+        )
+        assert key("c", 2.0) == key("c", 2)  # one key space for numbers
+        got = await backend.get_many([key("c", 2), key("c", 3)], consistent=True)
+        assert got[key("c", 2)].float_key and not got[key("c", 3)].float_key
+        listed = await backend.query("c", after=None, prefix="", limit=10, keys_only=False)
+        keys = [decode_key(item.sk, item.record.float_key) for item in listed]
+        assert keys == [2.0, 3] and isinstance(keys[0], float) and isinstance(keys[1], int)
+
+    async def test_count(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", i): rec(i) for i in range(57)})
+        await self._put(backend, {key("d", i): rec(i) for i in range(3)})
+        assert await backend.count("c") == 57
+        await backend.write_many({}, [key("c", i) for i in range(7)])
+        assert (await backend.count("c"), await backend.count("d")) == (50, 3)
+        assert await backend.count("none") == 0
+
+    async def test_delete_collection(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", i): rec(i) for i in range(40)})
+        await self._put(backend, {key("keep", i): rec(i) for i in range(3)})
+        assert await backend.delete_collection("c") == 40
+        assert await backend.count("c") == 0
+        assert await backend.get_many([key("c", i) for i in range(40)], consistent=True) == {}
+        assert await backend.query("c", after=None, prefix="", limit=10, keys_only=True) == []
+        assert await backend.count("keep") == 3
+        assert await backend.list_collections(after=None, limit=10) == ["keep"]
+        assert await backend.delete_collection("c") == 0
+        # The collection can be filled again and is listed again.
+        await self._put(backend, {key("c", "again"): rec(1)})
+        assert await backend.list_collections(after=None, limit=10) == ["c", "keep"]
+
+    async def test_list_collections(self, backend: Backend) -> None:
+        names = ["gamma", "a_b", "alpha", "a.b", "a-b", "A", "beta", "B9"]
+        for name in names:
+            await self._put(backend, {key(name, "x"): rec(name), key(name, 1): rec(1)})
+        await self._put(backend, {key("emptied", "x"): rec(0)})
+        await backend.write_many({}, [key("emptied", "x")])
+        ordered = byte_order(names)
+        assert await backend.list_collections(after=None, limit=100) == ordered
+        assert await backend.list_collections(after=None, limit=3) == ordered[:3]
+        assert await backend.list_collections(after=ordered[2], limit=3) == ordered[3:6]
+        assert await backend.list_collections(after="b", limit=100) == [
+            n for n in ordered if n > "b"
+        ]
+        assert await backend.list_collections(after=ordered[-1], limit=3) == []
+        pages: list[str] = []
+        after: str | None = None
+        while page := await backend.list_collections(after=after, limit=2):
+            pages += page
+            after = page[-1]
+        assert pages == ordered

@@ -1,0 +1,167 @@
+"""The backend conformance suite on the DynamoDB backend (a moto server, a
+table per test), and what is particular to DynamoDB: table setup, the stored
+layout, shards, the collection registry, unreachable endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioboto3
+import orjson
+import pytest
+from botocore.config import Config as BotoConfig
+from itemstore_service.backends.base import Record
+from itemstore_service.backends.dynamodb import DynamoDBBackend, open_dynamodb
+from itemstore_service.config import Config
+from itemstore_service.errors import BackendUnavailable
+from itemstore_service.keys import encode_key
+
+from tests.backend_conformance import BackendConformance, Opener
+
+
+class TestDynamoDBBackend(BackendConformance):
+    @pytest.fixture
+    def open_backend(self, dynamodb_config: Config) -> Opener:
+        return lambda: open_dynamodb(dynamodb_config)
+
+
+@pytest.fixture
+async def raw_client(moto_endpoint: str) -> AsyncIterator[Any]:
+    """A plain client of the moto server, to look at or prepare tables directly."""
+    async with aioboto3.Session().client(
+        "dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1"
+    ) as client:
+        yield client
+
+
+async def scan(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    start: dict[str, Any] = {}
+    while True:
+        page = await client.scan(TableName=table, **start)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+async def test_missing_table_is_reported(dynamodb_config: Config) -> None:
+    config = dataclasses.replace(dynamodb_config, dynamodb_create_table=False)
+    with pytest.raises(BackendUnavailable) as failed:
+        async with open_dynamodb(config):
+            pass
+    assert config.dynamodb_table in failed.value.detail
+    assert "--dynamodb-create-table" in failed.value.detail
+
+
+async def test_existing_table_is_used_without_create(dynamodb_config: Config) -> None:
+    async with open_dynamodb(dynamodb_config) as backend:
+        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
+    config = dataclasses.replace(dynamodb_config, dynamodb_create_table=False)
+    async with open_dynamodb(config) as backend:
+        got = await backend.get_many([("c", "sa")], consistent=True)
+    assert got == {("c", "sa"): Record(b"1", "v")}
+
+
+async def test_concurrent_creators_share_the_table(dynamodb_config: Config) -> None:
+    async with open_dynamodb(dynamodb_config) as a, open_dynamodb(dynamodb_config) as b:
+        await a.write_many({("c", "sk"): Record(b"[]", "v")}, [])
+        assert await b.get_many([("c", "sk")], consistent=True) == {
+            ("c", "sk"): Record(b"[]", "v")
+        }
+    # Several workers starting at the same instant.
+    opened = await asyncio.gather(*(_open_and_ping(dynamodb_config) for _ in range(4)))
+    assert opened == [dynamodb_config.dynamodb_table] * 4
+
+
+async def _open_and_ping(config: Config) -> str:
+    async with open_dynamodb(config) as backend:
+        await backend.ping()
+        return backend.table
+
+
+async def test_other_shard_count_is_refused(dynamodb_config: Config) -> None:
+    async with open_dynamodb(dynamodb_config):
+        pass
+    config = dataclasses.replace(dynamodb_config, dynamodb_shards=3)
+    with pytest.raises(BackendUnavailable, match="created with 8 shards"):
+        async with open_dynamodb(config):
+            pass
+
+
+async def test_wrong_key_schema_is_refused(dynamodb_config: Config, raw_client: Any) -> None:
+    await raw_client.create_table(
+        TableName=dynamodb_config.dynamodb_table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with pytest.raises(BackendUnavailable, match="key schema"):
+        async with open_dynamodb(dynamodb_config):
+            pass
+
+
+async def test_stored_layout(dynamodb_config: Config, raw_client: Any) -> None:
+    """One binary value attribute, a version, fk only for float keys, and
+    items spread over the collection's shards by crc32 of the sort key."""
+    async with open_dynamodb(dynamodb_config) as backend:
+        puts = {("c", encode_key(i)): Record(orjson.dumps([i, "é"]), f"v{i}") for i in range(64)}
+        puts[("c", encode_key(0.5))] = Record(b"0.5", "vf", float_key=True)
+        await backend.write_many(puts, [])
+    items = await scan(raw_client, dynamodb_config.dynamodb_table)
+    stored = {i["sk"]["S"]: i for i in items if i["pk"]["S"].startswith("c#")}
+    assert len(stored) == 65
+    for (_, sk), record in puts.items():
+        item = stored[sk]
+        assert item["pk"]["S"] == f"c#{zlib.crc32(sk.encode()) % 8}"
+        assert item["v"]["B"] == record.value and item["ver"]["S"] == record.version
+        expected = {"pk", "sk", "v", "ver"} | ({"fk"} if record.float_key else set())
+        assert set(item) == expected
+    assert len({item["pk"]["S"] for item in stored.values()}) == 8
+    registry = [i["sk"]["S"] for i in items if i["pk"]["S"] == "#collections"]
+    assert registry == ["c"]
+
+
+async def test_delete_collection_by_another_process(dynamodb_config: Config) -> None:
+    """Process A registered "c" a moment ago and writes again; process B has
+    cleared "c" in between: "c" must still be listed."""
+    async with open_dynamodb(dynamodb_config) as a, open_dynamodb(dynamodb_config) as b:
+        await a.write_many({("c", "s1"): Record(b"1", "v")}, [])
+        assert await b.delete_collection("c") == 1
+        assert await a.list_collections(after=None, limit=10) == []
+        await a.write_many({("c", "s2"): Record(b"2", "v")}, [])
+        assert await b.list_collections(after=None, limit=10) == ["c"]
+
+
+async def test_list_collections_skips_many_emptied(dynamodb_config: Config) -> None:
+    async with open_dynamodb(dynamodb_config) as backend:
+        names = [f"c{i:02}" for i in range(12)]
+        await backend.write_many({(n, "sx"): Record(b"1", "v") for n in names}, [])
+        await backend.write_many({}, [(n, "sx") for n in names if n not in ("c03", "c10")])
+        assert await backend.list_collections(after=None, limit=1) == ["c03"]
+        assert await backend.list_collections(after="c03", limit=5) == ["c10"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_unreachable_endpoint_is_backend_unavailable() -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    # One attempt and short timeouts keep this test fast; the real settings retry.
+    quick = BotoConfig(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1)
+    async with aioboto3.Session().client(
+        "dynamodb", endpoint_url=endpoint, region_name="us-east-1", config=quick
+    ) as client:
+        backend = DynamoDBBackend(client, "itemstore", 8)
+        with pytest.raises(BackendUnavailable, match="cannot reach DynamoDB"):
+            await backend.ping()
+        with pytest.raises(BackendUnavailable, match="cannot reach DynamoDB"):
+            await backend.get_many([("c", "sa")], consistent=False)
