@@ -29,10 +29,12 @@ CREATE TABLE IF NOT EXISTS items (
     version TEXT NOT NULL,
     float_key INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (collection, sk)
-) WITHOUT ROWID
+)
 """
+# A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
+# the key's B-tree make every lookup walk overflow pages (measured 4x slower).
 
-# SQLite allows 32,766 host parameters; a read of 2 per key stays well below.
+# SQLite allows 32,766 host parameters per statement.
 _MAX_KEYS_PER_SELECT = 500
 
 
@@ -41,6 +43,8 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA mmap_size=268435456")
+    conn.execute("PRAGMA cache_size=-65536")
     return conn
 
 
@@ -75,21 +79,22 @@ class SQLiteBackend:
     # -- reads ------------------------------------------------------------
 
     def _select(self, conn: sqlite3.Connection, keys: Sequence[ItemKey]) -> dict[ItemKey, Record]:
+        by_collection: dict[str, list[bytes]] = {}
+        for collection, sk in keys:
+            by_collection.setdefault(collection, []).append(_sk(sk))
         found: dict[ItemKey, Record] = {}
-        for start in range(0, len(keys), _MAX_KEYS_PER_SELECT):
-            chunk = keys[start : start + _MAX_KEYS_PER_SELECT]
-            params: list[str | bytes] = []
-            for collection, sk in chunk:
-                params += (collection, _sk(sk))
-            rows = conn.execute(
-                "SELECT collection, sk, value, version, float_key FROM items"
-                f" WHERE (collection, sk) IN (VALUES {','.join(['(?,?)'] * len(chunk))})",
-                params,
-            )
-            for collection, sk, value, version, float_key in rows:
-                found[(collection, sk.decode("utf-8", "surrogatepass"))] = Record(
-                    value, version, bool(float_key)
+        for collection, sks in by_collection.items():
+            # One "collection = ? AND sk IN (...)" per chunk: a primary key lookup.
+            for start in range(0, len(sks), _MAX_KEYS_PER_SELECT):
+                chunk = sks[start : start + _MAX_KEYS_PER_SELECT]
+                rows = conn.execute(
+                    "SELECT sk, value, version, float_key FROM items"
+                    f" WHERE collection = ? AND sk IN ({','.join('?' * len(chunk))})",
+                    [collection, *chunk],
                 )
+                for sk, value, version, float_key in rows:
+                    key = (collection, sk.decode("utf-8", "surrogatepass"))
+                    found[key] = Record(value, version, bool(float_key))
         return found
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
