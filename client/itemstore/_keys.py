@@ -21,7 +21,12 @@ KeyTag = tuple[str, str | int | float | bool]
 
 def check_key(key: object) -> Key:
     """Return ``key`` if it is a valid key type; TypeError otherwise (as a dict
-    does for unhashable keys), ValidationError for a non-finite float."""
+    does for unhashable keys), ValidationError for an empty str or a non-finite
+    float (the service checks the size limit)."""
+    if isinstance(key, str) and not key:
+        raise ValidationError(
+            "a key must not be empty", status=400, code="invalid-key", title="Invalid key"
+        )
     if isinstance(key, bool | int | str):
         return key
     if isinstance(key, float):

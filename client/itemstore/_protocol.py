@@ -148,17 +148,13 @@ def connection_error(request: Request, reason: object) -> Unavailable:
 
 
 def _is_item_missing(response: Response) -> bool:
-    """A 404 about the item (not an unknown route, which is an error), or a
-    key the service refuses as invalid: such a key can never be stored, so a
-    read finds it absent, as a dict would."""
-    if response.status not in (400, 404):
+    """A 404 about the item (not an unknown route, which is an error)."""
+    if response.status != 404:
         return False
     try:
         body = orjson.loads(response.body) if response.body else None
     except orjson.JSONDecodeError:
         return False
-    if response.status == 400:
-        return isinstance(body, dict) and body.get("code") == "invalid-key"
     return not isinstance(body, dict) or body.get("code", "item-not-found") == "item-not-found"
 
 
@@ -270,7 +266,7 @@ class Core:
         req = self._request("HEAD", path, query)
 
         def decode(r: Response) -> bool:
-            if r.status in (400, 404):  # HEAD has no body; a 400 can only be the key's
+            if r.status == 404:  # HEAD answers carry no body to tell item from route
                 return False
             if r.status != 200:
                 raise self._fail(req, r)

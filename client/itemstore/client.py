@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import (
     ItemsView,
     Iterable,
@@ -125,11 +124,9 @@ class Client:
 
 
 def lookup_key(key: object) -> Key | None:
-    """The key to look up for ``key in c``: None for a hashable non-key (as a
-    dict answers False); TypeError for an unhashable one."""
+    """The key to look up for ``key in c``: None for a hashable value of another
+    type (as a dict answers False); TypeError for an unhashable one."""
     hash(key)
-    if isinstance(key, float) and not math.isfinite(key):
-        return None
     if isinstance(key, bool | int | float | str):
         return key
     return None
