@@ -27,7 +27,8 @@ def test_is_a_mutable_mapping_with_dict_exceptions(coll: Collection) -> None:
     assert coll.get("missing", 7) == 7
     assert coll.pop("missing", "d") == "d"
     assert "missing" not in coll
-    assert (1, 2) not in coll
+    other_type: object = (1, 2)
+    assert other_type not in coll
     assert not coll and len(coll) == 0
 
 
