@@ -83,6 +83,12 @@ class AsyncTransport:
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 auto_decompress=True,
             )
+            # aiohttp sends PUT/DELETE/GET once more by itself when a connection
+            # drops; the SDK's retry policy must be the only one deciding what
+            # is replayed (a replayed DELETE could report a pop as KeyError).
+            # aiohttp's own test client turns it off the same way.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def send(self, request: Request) -> Response:

@@ -10,8 +10,8 @@ import asyncio
 import dataclasses
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from aiohttp import web
@@ -21,12 +21,12 @@ from itemstore_service.config import Config
 
 
 @contextmanager
-def serve(config: Config) -> Iterator[str]:
-    """Run the service for ``config`` in a thread; yield its base URL."""
+def serve_app(app: web.Application) -> Iterator[str]:
+    """Run an aiohttp app in a thread with its own loop; yield its base URL."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="itemstore-test-server", daemon=True)
     thread.start()
-    runner = web.AppRunner(create_app(config), handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
 
     async def start() -> str:
         await runner.setup()
@@ -42,6 +42,11 @@ def serve(config: Config) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def serve(config: Config) -> AbstractContextManager[str]:
+    """Run the real service for ``config``; yield its base URL."""
+    return serve_app(create_app(config))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "dynamodb"])
@@ -70,6 +75,15 @@ def token_service_url(sqlite_config: Config) -> Iterator[str]:
     """A running service (SQLite) that requires the bearer token "s3cret"."""
     with serve(dataclasses.replace(sqlite_config, token="s3cret")) as url:
         yield url
+
+
+ServeApp = Callable[[web.Application], AbstractContextManager[str]]
+
+
+@pytest.fixture
+def serve_fake() -> ServeApp:
+    """``with serve_fake(app) as url``: run a stand-in app (for fault injection)."""
+    return serve_app
 
 
 @pytest.fixture
