@@ -90,7 +90,8 @@ class Report:
             f"backend **{s['backend']}**, {s['workers']} worker(s), wrk {s['threads']} "
             f"thread(s) x {s['connections']} connections, {s['duration']} s per workload "
             f"after {s['warmup']} s warm-up, {s['keys']:,} keys of {s['value_bytes']} B, "
-            f"{s['cpus']} CPUs, 127.0.0.1",
+            f"{s['cpus']} CPUs, 127.0.0.1; load average before {_load(s, 'before')}, "
+            f"after {_load(s, 'after')}",
             "",
         ]
         header = [
@@ -122,6 +123,12 @@ class Report:
             ratio_header = ["workload", "itemstore / ceiling", "coalesced / uncoalesced"]
             lines += ["", *_table(ratio_header, ratio_rows, first_numeric=1)]
         return "\n".join(lines)
+
+
+def _load(settings: dict[str, Any], when: str) -> str:
+    """The 1-minute load average recorded ``before`` or ``after`` the run."""
+    load = settings.get(f"load_average_{when}")
+    return f"{load[0]:.1f}" if load else "?"
 
 
 def _ratio(a: Measurement | None, b: Measurement | None) -> float | None:

@@ -196,6 +196,8 @@ def measure(settings: Settings, wrk: str, log: Any = sys.stderr) -> Report:
             "keys": settings.keys,
             "value_bytes": settings.value_bytes,
             "cpus": os.cpu_count(),
+            # Other work on the machine skews every figure: keep the load next to them.
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
         }
     )
     with (
@@ -234,6 +236,7 @@ def measure(settings: Settings, wrk: str, log: Any = sys.stderr) -> Report:
                         f"  peak RSS/worker {m.peak_rss_mib:.0f} MiB",
                         file=log,
                     )
+    report.settings["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
