@@ -210,6 +210,9 @@ class BackendConformance:
         gap = await backend.query("c", after="sa!", prefix="", limit=3, keys_only=False)
         assert [item.sk for item in gap] == [sk for sk in order if sk > "sa!"][:3]
         assert await backend.query("c", after=order[-1], prefix="", limit=5, keys_only=False) == []
+        # An empty ``after`` is before every sort key.
+        from_start = await backend.query("c", after="", prefix="", limit=4, keys_only=True)
+        assert [item.sk for item in from_start] == order[:4]
 
     @pytest.mark.parametrize("page", [1, 3, 7, 100])
     async def test_walking_pages_yields_every_item_once(self, backend: Backend, page: int) -> None:
@@ -296,6 +299,7 @@ class BackendConformance:
             n for n in ordered if n > "b"
         ]
         assert await backend.list_collections(after=ordered[-1], limit=3) == []
+        assert await backend.list_collections(after="", limit=2) == ordered[:2]
         pages: list[str] = []
         after: str | None = None
         while page := await backend.list_collections(after=after, limit=2):

@@ -195,6 +195,9 @@ class DynamoDBBackend:
     async def write_many(
         self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
     ) -> dict[ItemKey, Record]:
+        """Read the previous records (one consistent batch read), then write
+        in batches of 25. Unlike SQLite, the read and the write are not one
+        atomic step: a concurrent writer may slip in between."""
         requests: dict[ItemKey, Item] = {}
         for key in deletes:
             requests[key] = {"DeleteRequest": {"Key": self._key(key)}}
@@ -314,7 +317,7 @@ class DynamoDBBackend:
             removed = 0
             names = {"#pk": "pk", "#sk": "sk"}
             async for page in self._query_all(
-                pk, ExpressionAttributeNames=names, ProjectionExpression="#pk, #sk"
+                pk, ExpressionAttributeNames=names, ProjectionExpression="#pk, #sk", Limit=500
             ):
                 keys = page.get("Items", [])
                 await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
@@ -344,7 +347,7 @@ class DynamoDBBackend:
     async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
         names: list[str] = []
         condition, values = "#pk = :pk", {":pk": {"S": REGISTRY_PK}}
-        if after is not None:
+        if after:  # every name is non-empty, so "" means from the start
             condition += " AND #sk > :after"
             values[":after"] = {"S": after}
         start: Item | None = None
@@ -356,7 +359,7 @@ class DynamoDBBackend:
                 KeyConditionExpression=condition,
                 ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"} if after else {"#pk": "pk"},
                 ExpressionAttributeValues=values,
-                Limit=limit - len(names),
+                Limit=min(limit - len(names), 100),  # each name costs a query per shard
                 ConsistentRead=True,
                 **extra,
             )
@@ -386,7 +389,7 @@ class _ShardReader:
         names = {"#pk": "pk"}
         values = {":pk": {"S": pk}}
         condition = "#pk = :pk"
-        if after is not None and after >= prefix:
+        if after and after >= prefix:  # no sk is "": DynamoDB refuses "" in a key condition
             # Items past ``after`` may leave the prefix: fill() stops at the first.
             condition += " AND #sk > :after"
             values[":after"] = {"S": after}
