@@ -10,6 +10,8 @@ Two bookkeeping partitions sit beside the items (no collection name contains
 ``#``): ``#meta`` records the shard count the table was made with (checked at
 open: another count would hide items), and ``#collections`` names every
 collection that ever held items; ``list_collections`` shows those that still do.
+Every attribute name in an expression is aliased (``#pk``), so none can collide
+with DynamoDB's reserved words.
 """
 
 from __future__ import annotations
@@ -19,19 +21,10 @@ import math
 import random
 import time
 import zlib
-from collections import deque
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aioboto3
 from botocore.exceptions import ClientError
@@ -39,9 +32,9 @@ from botocore.exceptions import ClientError
 from ..config import Config
 from ..errors import BackendUnavailable
 from .base import ConditionFailed, ItemKey, Listed, Record
-from .dynamodb_setup import call, check_shards, client_config, ensure_table
+from .dynamodb_listing import ShardReader, merge_shards
+from .dynamodb_setup import call, check_shards, client_config, ensure_table, record_of, run_all
 
-T = TypeVar("T")
 Item = dict[str, Any]
 """One DynamoDB item or key in the low-level wire shape (``{"pk": {"S": ...}}``)."""
 
@@ -63,24 +56,6 @@ class RetryPolicy:
     def delay(self, stalls: int) -> float:
         ceiling = min(self.cap, self.base * 2.0**stalls)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run coroutines concurrently; on the first failure cancel the rest and raise it."""
-    todo = list(coros)
-    if len(todo) == 1:
-        return [await todo[0]]
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(coro) for coro in todo]
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
-
-
-def _record(item: Item) -> Record:
-    value = item["v"]["B"] if "v" in item else b""
-    return Record(bytes(value), item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
 
 
 def _item_key(item: Item) -> ItemKey:
@@ -152,7 +127,7 @@ class DynamoDBBackend:
             left: list[Item] = response.get("UnprocessedItems", {}).get(self.table, [])
             return left
 
-        await _all(
+        await run_all(
             self._until_done("BatchWriteItem", requests[i : i + MAX_BATCH_WRITE], send)
             for i in range(0, len(requests), MAX_BATCH_WRITE)
         )
@@ -177,14 +152,14 @@ class DynamoDBBackend:
             request = {self.table: {"Keys": pending, "ConsistentRead": consistent}}
             response = await self._call("batch_get_item", RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
-                found[_item_key(item)] = _record(item)
+                found[_item_key(item)] = record_of(item)
             left: list[Item] = response.get("UnprocessedKeys", {}).get(self.table, {}).get(
                 "Keys", []
             )
             return left
 
         wanted = [self._key(key) for key in dict.fromkeys(keys)]
-        await _all(
+        await run_all(
             self._until_done("BatchGetItem", wanted[i : i + MAX_BATCH_GET], send)
             for i in range(0, len(wanted), MAX_BATCH_GET)
         )
@@ -238,7 +213,7 @@ class DynamoDBBackend:
         except ClientError as exc:
             raise ConditionFailed(self._current(exc)) from None
         old = response.get("Attributes")
-        return _record(old) if old else None
+        return record_of(old) if old else None
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         try:
@@ -252,14 +227,14 @@ class DynamoDBBackend:
             )
         except ClientError as exc:
             raise ConditionFailed(self._current(exc)) from None
-        return _record(response["Attributes"])
+        return record_of(response["Attributes"])
 
     @staticmethod
     def _current(exc: ClientError) -> Record | None:
         # ReturnValuesOnConditionCheckFailure=ALL_OLD puts the item, when there
         # is one, into the error response: no second read is needed.
         item = exc.response.get("Item")
-        return _record(item) if item else None
+        return record_of(item) if item else None
 
     # -- listings ---------------------------------------------------------
 
@@ -267,24 +242,10 @@ class DynamoDBBackend:
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
     ) -> list[Listed]:
         readers = [
-            _ShardReader(self, f"{collection}#{shard}", after, prefix, keys_only)
+            ShardReader(self.client, self.table, f"{collection}#{shard}", after, prefix, keys_only)
             for shard in range(self.shards)
         ]
-        first_page = min(limit, max(10, math.ceil(2 * limit / self.shards)))
-        page: list[Listed] = []
-        while len(page) < limit:
-            # Every shard must show its next item before the smallest is chosen.
-            idle = [r for r in readers if not r.buffer and not r.done]
-            if idle:
-                await _all(r.fill(first_page if r.fresh else limit - len(page)) for r in idle)
-            live = [r for r in readers if r.buffer]
-            if not live:
-                break
-            # Python orders str by code point, which is the UTF-8 byte order
-            # DynamoDB sorts each shard by: merging by str keeps that order.
-            best = min(live, key=lambda r: r.buffer[0].sk)
-            page.append(best.buffer.popleft())
-        return page
+        return await merge_shards(readers, limit)
 
     async def _query_all(self, pk: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every page of one partition's Query, following LastEvaluatedKey."""
@@ -310,7 +271,7 @@ class DynamoDBBackend:
             pages = self._query_all(pk, ExpressionAttributeNames={"#pk": "pk"}, Select="COUNT")
             return sum([page["Count"] async for page in pages])
 
-        return sum(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+        return sum(await run_all(one(f"{collection}#{s}") for s in range(self.shards)))
 
     async def delete_collection(self, collection: str) -> int:
         async def one(pk: str) -> int:
@@ -326,7 +287,7 @@ class DynamoDBBackend:
 
         # The registry entry stays: another process may have written to this
         # collection a moment ago, trusting its own recent registration.
-        return sum(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+        return sum(await run_all(one(f"{collection}#{s}") for s in range(self.shards)))
 
     async def _has_items(self, collection: str) -> bool:
         async def one(pk: str) -> bool:
@@ -342,7 +303,7 @@ class DynamoDBBackend:
             )
             return bool(response["Count"])
 
-        return any(await _all(one(f"{collection}#{s}") for s in range(self.shards)))
+        return any(await run_all(one(f"{collection}#{s}") for s in range(self.shards)))
 
     async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
         names: list[str] = []
@@ -365,7 +326,7 @@ class DynamoDBBackend:
             )
             candidates = [item["sk"]["S"] for item in response.get("Items", [])]
             if candidates:
-                present = await _all(self._has_items(name) for name in candidates)
+                present = await run_all(self._has_items(name) for name in candidates)
                 names += [name for name, ok in zip(candidates, present, strict=True) if ok]
             start = response.get("LastEvaluatedKey")
             if not start:
@@ -374,58 +335,6 @@ class DynamoDBBackend:
 
     async def ping(self) -> None:
         await self._call("describe_table", TableName=self.table)
-
-
-class _ShardReader:
-    """The items of one shard in sk order, fetched a page at a time."""
-
-    def __init__(
-        self, backend: DynamoDBBackend, pk: str, after: str | None, prefix: str, keys_only: bool
-    ) -> None:
-        self.backend, self.pk, self.prefix = backend, pk, prefix
-        self.buffer: deque[Listed] = deque()
-        self.fresh, self.done = True, False
-        self._start: Item | None = None
-        names = {"#pk": "pk"}
-        values = {":pk": {"S": pk}}
-        condition = "#pk = :pk"
-        if after and after >= prefix:  # no sk is "": DynamoDB refuses "" in a key condition
-            # Items past ``after`` may leave the prefix: fill() stops at the first.
-            condition += " AND #sk > :after"
-            values[":after"] = {"S": after}
-            names["#sk"] = "sk"
-        elif prefix:
-            condition += " AND begins_with(#sk, :prefix)"
-            values[":prefix"] = {"S": prefix}
-            names["#sk"] = "sk"
-        self._params: dict[str, Any] = {
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-        if keys_only:
-            names.update({"#sk": "sk", "#ver": "ver", "#fk": "fk"})
-            self._params["ProjectionExpression"] = "#sk, #ver, #fk"
-        self._params["ExpressionAttributeNames"] = names
-
-    async def fill(self, size: int) -> None:
-        self.fresh = False
-        extra = {"ExclusiveStartKey": self._start} if self._start else {}
-        response = await self.backend._call(
-            "query",
-            TableName=self.backend.table,
-            Limit=max(1, size),
-            ConsistentRead=True,
-            **self._params,
-            **extra,
-        )
-        for item in response.get("Items", []):
-            sk = item["sk"]["S"]
-            if not sk.startswith(self.prefix):
-                self.done = True
-                return
-            self.buffer.append(Listed(sk, _record(item)))
-        self._start = response.get("LastEvaluatedKey")
-        self.done = self._start is None
 
 
 @asynccontextmanager

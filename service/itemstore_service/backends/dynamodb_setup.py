@@ -1,19 +1,23 @@
-"""The DynamoDB client and table around the backend: client settings, one call
-path that turns every failure into ``BackendUnavailable``, and the table checks
-made once at open (exists or is created, key schema, shard count)."""
+"""The plumbing under the DynamoDB backend: client settings, one call path that
+turns every failure into ``BackendUnavailable``, concurrent calls, the record
+of an item, and the table checks made once at open (exists or is created, key
+schema, shard count)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 import aiohttp
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackendUnavailable
+from .base import Record
 
+T = TypeVar("T")
 CONDITION_FAILED = "ConditionalCheckFailedException"
 META_PK = "#meta"
 _NETWORK_ERRORS = (BotoCoreError, aiohttp.ClientError, OSError)
@@ -50,6 +54,25 @@ async def call(client: Any, operation: str, **params: Any) -> dict[str, Any]:
     except _NETWORK_ERRORS as exc:
         raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
     return response
+
+
+async def run_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines concurrently; on the first failure cancel the rest and raise it."""
+    todo = list(coros)
+    if len(todo) == 1:
+        return [await todo[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in todo]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def record_of(item: dict[str, Any]) -> Record:
+    """The Record of a stored item (value ``b""`` when not projected)."""
+    value = item["v"]["B"] if "v" in item else b""
+    return Record(bytes(value), item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
 
 
 async def ensure_table(client: Any, table: str, *, create: bool, where: str) -> None:

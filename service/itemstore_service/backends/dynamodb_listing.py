@@ -1,0 +1,87 @@
+"""Listing one collection of the DynamoDB backend: each shard is read in sk
+order a page at a time, and the shards are merged into one page."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from .base import Listed
+from .dynamodb_setup import call, record_of, run_all
+
+
+class ShardReader:
+    """The items of one shard (partition ``pk``) in sk order, fetched a page at
+    a time: those whose sk starts with ``prefix`` and sorts after ``after``."""
+
+    def __init__(
+        self, client: Any, table: str, pk: str, after: str | None, prefix: str, keys_only: bool
+    ) -> None:
+        self.client, self.table, self.prefix = client, table, prefix
+        self.buffer: deque[Listed] = deque()
+        self.fresh, self.done = True, False
+        self._start: dict[str, Any] | None = None
+        names = {"#pk": "pk"}
+        values = {":pk": {"S": pk}}
+        condition = "#pk = :pk"
+        if after and after >= prefix:  # no sk is "": DynamoDB refuses "" in a key condition
+            # Items past ``after`` may leave the prefix: fill() stops at the first.
+            condition += " AND #sk > :after"
+            values[":after"] = {"S": after}
+            names["#sk"] = "sk"
+        elif prefix:
+            condition += " AND begins_with(#sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+            names["#sk"] = "sk"
+        if keys_only:
+            names.update({"#sk": "sk", "#ver": "ver", "#fk": "fk"})
+        self._params: dict[str, Any] = {
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if keys_only:
+            self._params["ProjectionExpression"] = "#sk, #ver, #fk"
+
+    async def fill(self, size: int) -> None:
+        """Fetch up to ``size`` more items into ``buffer``; set ``done`` at the end."""
+        self.fresh = False
+        extra = {"ExclusiveStartKey": self._start} if self._start else {}
+        response = await call(
+            self.client,
+            "query",
+            TableName=self.table,
+            Limit=max(1, size),
+            ConsistentRead=True,
+            **self._params,
+            **extra,
+        )
+        for item in response.get("Items", []):
+            sk = item["sk"]["S"]
+            if not sk.startswith(self.prefix):
+                self.done = True
+                return
+            self.buffer.append(Listed(sk, record_of(item)))
+        self._start = response.get("LastEvaluatedKey")
+        self.done = self._start is None
+
+
+async def merge_shards(readers: list[ShardReader], limit: int) -> list[Listed]:
+    """The first ``limit`` items of all shards, in sk order. Each shard is first
+    asked for about twice its share, then only for what is still missing."""
+    first_page = min(limit, max(10, math.ceil(2 * limit / max(1, len(readers)))))
+    page: list[Listed] = []
+    while len(page) < limit:
+        # Every shard must show its next item before the smallest is chosen.
+        idle = [r for r in readers if not r.buffer and not r.done]
+        if idle:
+            await run_all(r.fill(first_page if r.fresh else limit - len(page)) for r in idle)
+        live = [r for r in readers if r.buffer]
+        if not live:
+            break
+        # Python orders str by code point, which is the UTF-8 byte order
+        # DynamoDB sorts each shard by: merging by str keeps that order.
+        best = min(live, key=lambda r: r.buffer[0].sk)
+        page.append(best.buffer.popleft())
+    return page
