@@ -107,6 +107,8 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(client: Client) -> N
         ({"limit": "ten"}, "invalid-input"),
         ({"keys_only": "maybe"}, "invalid-input"),
         ({"cursor": "!!!not-base64!!!"}, "invalid-cursor"),
+        ({"cursor": "!!!"}, "invalid-cursor"),
+        ({"cursor": "a"}, "invalid-cursor"),
     ],
 )
 async def test_bad_listing_parameters_are_400(

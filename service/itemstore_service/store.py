@@ -80,7 +80,7 @@ def encode_cursor(sk: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         return raw.decode("utf-8", "surrogatepass")
     except (binascii.Error, ValueError) as exc:
         raise InvalidCursor(
