@@ -58,9 +58,11 @@ _CLIENT_CLOSED: Final = 499  # the client went away before the answer (nginx's c
 
 # -- metrics ---------------------------------------------------------------
 
+# fmt: off
 _LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 )
+# fmt: on
 _SIZE_BUCKETS: Final = (1, 2, 3, 5, 10, 25, 50, 100, 250, 500, 1000)
 
 REQUESTS: Final = Counter(
@@ -161,8 +163,8 @@ REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
 ACCESS_LOGGER: Final = logging.getLogger("itemstore.access")
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
-_RECORD_FIELDS: Final = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+_BLANK_RECORD: Final = logging.LogRecord("", 0, "", 0, "", None, None)
+_RECORD_FIELDS: Final = frozenset(_BLANK_RECORD.__dict__) | {"message", "asctime", "taskName"}
 _BEARER: Final = re.compile(r"(?i)\bbearer\s+\S+")
 
 
@@ -207,6 +209,7 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
 # -- the middleware ----------------------------------------------------------
 
 _REQUEST_ID_OK: Final = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
 
 def request_id_from(header: str | None) -> str:
     """The caller's request id when it is a short token, else a fresh one
