@@ -6,7 +6,11 @@ import dataclasses
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -243,3 +247,27 @@ def test_log_records_are_json_and_bearer_tokens_are_masked(log_stream: io.String
 def test_an_unknown_log_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("loud")
+
+
+def test_a_preset_multiprocess_directory_is_emptied_of_an_earlier_run(tmp_path: Path) -> None:
+    # In a child process: the switch to multiprocess metrics is process-wide.
+    stale = tmp_path / "counter_999999.db"
+    stale.write_bytes(b"left by an earlier run")
+    (tmp_path / "keep.txt").write_text("not a metrics file")
+    script = (
+        "from itemstore_service import observability as o\n"
+        "o.prepare_multiprocess_metrics()\n"
+        "o.REQUESTS.labels(method='GET', route='/x', status='200').inc()\n"
+        "print(o.render_metrics().decode())\n"
+    )
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
+    assert (tmp_path / "keep.txt").exists()
+    assert (
+        'itemstore_http_requests_total{method="GET",route="/x",status="200"} 1.0' in result.stdout
+    )
+    assert [p.name for p in tmp_path.glob("*.db")], "values are kept in the shared directory"
