@@ -20,7 +20,8 @@ from hypothesis.stateful import (
 from itemstore import Client, Collection
 from itemstore._keys import Key, KeyTag, key_tag
 
-KEYS: list[Key] = ["a", "b/c", "..", "1", " ", "é", 0, 1, 1.0, 2.5, -3, True, False]
+# Few keys, so that operations often meet the same key; the traps are all here.
+KEYS: list[Key] = ["a", "b/.", "1", 1, 1.0, 2.5, 0, True, False]
 keys = st.sampled_from(KEYS)
 values = st.recursive(
     st.none()
@@ -128,8 +129,8 @@ def test_collection_behaves_like_a_dict(sync_client: Client) -> None:
     backend = sync_client.info()["backend"]
     DictModel.client = sync_client
     bounded = settings(
-        max_examples=12 if backend == "sqlite" else 5,  # moto is slower per call
-        stateful_step_count=15,
+        max_examples=20 if backend == "sqlite" else 6,  # moto is slower per call
+        stateful_step_count=20,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
