@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import overload
 
 from aiohttp import web
@@ -47,7 +47,7 @@ class StorageContext:
         self.collection = collection
         self.client = client
 
-    def __call__(self) -> Iterator[Session]:
+    def __call__(self) -> Generator[Session, None, None]:
         with self.client.session(self.collection) as db:
             yield db
 
@@ -63,7 +63,7 @@ class AsyncStorageContext:
         self.collection = collection
         self.client = client
 
-    async def __call__(self) -> AsyncIterator[AsyncSession]:
+    async def __call__(self) -> AsyncGenerator[AsyncSession, None]:
         async with self.client.session(self.collection) as db:
             yield db
 

@@ -99,6 +99,9 @@ async def async_client(service_url: str) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-def coll(sync_client: Client) -> Collection:
-    """An empty collection with a name of its own."""
-    return sync_client.collection(f"c-{uuid.uuid4().hex[:12]}")
+def coll(sync_client: Client) -> Iterator[Collection]:
+    """An empty collection with a name of its own, emptied again afterwards
+    (moto's queries slow down as the shared table grows)."""
+    collection = sync_client.collection(f"c-{uuid.uuid4().hex[:12]}")
+    yield collection
+    collection.clear()

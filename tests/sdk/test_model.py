@@ -124,12 +124,15 @@ class DictModel(RuleBasedStateMachine):
     def truthiness(self) -> None:
         assert bool(self.coll) == bool(self.model)
 
+    def teardown(self) -> None:
+        self.coll.clear()  # keeps the shared table small: moto slows down as it grows
+
 
 def test_collection_behaves_like_a_dict(sync_client: Client) -> None:
     backend = sync_client.info()["backend"]
     DictModel.client = sync_client
     bounded = settings(
-        max_examples=20 if backend == "sqlite" else 6,  # moto is slower per call
+        max_examples=20 if backend == "sqlite" else 4,  # moto is slower per call
         stateful_step_count=20,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
