@@ -253,9 +253,7 @@ class BackendConformance:
         ]
 
     async def test_float_keys_round_trip(self, backend: Backend) -> None:
-        await self._put(
-            backend, {key("c", 2.0): rec("f", float_key=True), key("c", 3): rec("i")}
-        )
+        await self._put(backend, {key("c", 2.0): rec("f", float_key=True), key("c", 3): rec("i")})
         assert key("c", 2.0) == key("c", 2)  # one key space for numbers
         got = await backend.get_many([key("c", 2), key("c", 3)], consistent=True)
         assert got[key("c", 2)].float_key and not got[key("c", 3)].float_key

@@ -71,9 +71,7 @@ async def test_existing_table_is_used_without_create(dynamodb_config: Config) ->
 async def test_concurrent_creators_share_the_table(dynamodb_config: Config) -> None:
     async with open_dynamodb(dynamodb_config) as a, open_dynamodb(dynamodb_config) as b:
         await a.write_many({("c", "sk"): Record(b"[]", "v")}, [])
-        assert await b.get_many([("c", "sk")], consistent=True) == {
-            ("c", "sk"): Record(b"[]", "v")
-        }
+        assert await b.get_many([("c", "sk")], consistent=True) == {("c", "sk"): Record(b"[]", "v")}
     # Several workers starting at the same instant.
     opened = await asyncio.gather(*(_open_and_ping(dynamodb_config) for _ in range(4)))
     assert opened == [dynamodb_config.dynamodb_table] * 4

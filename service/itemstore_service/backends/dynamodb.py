@@ -153,8 +153,8 @@ class DynamoDBBackend:
             response = await self._call("batch_get_item", RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
                 found[_item_key(item)] = record_of(item)
-            left: list[Item] = response.get("UnprocessedKeys", {}).get(self.table, {}).get(
-                "Keys", []
+            left: list[Item] = (
+                response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
             )
             return left
 
