@@ -20,6 +20,7 @@ from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy, op
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
+from itemstore_service.observability import UNPROCESSED_RETRIES
 
 FAST = RetryPolicy(attempts=4, base=0.001, cap=0.004)
 
@@ -107,8 +108,12 @@ async def test_partly_unprocessed_writes_complete(real: DynamoDBBackend, keep: i
     # keep=0: calls that make no progress at all, but fewer than the retry bound.
     client = UnprocessedClient(real.client, "batch_write_item", faults=3, keep=keep)
     puts = items(60)
+    retries = UNPROCESSED_RETRIES.labels(kind="write")
+    before = retries._value.get()
     assert await faulty(real, client).write_many(puts, []) == {}
     assert client.injected == 3 and client.calls > 3
+    # each injected fault leaves at least one request to retry, and the metric counts them
+    assert retries._value.get() - before >= client.injected
     assert await real.get_many(list(puts), consistent=True) == puts
     assert await real.list_collections(after=None, limit=10) == ["c"]
 

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from ..config import Config
 from ..errors import BackendUnavailable
+from ..observability import UNPROCESSED_RETRIES
 from .base import ConditionFailed, ItemKey, Listed, Record
 from .dynamodb_listing import ShardReader, merge_shards
 from .dynamodb_setup import call, check_shards, client_config, ensure_table, record_of, run_all
@@ -104,6 +105,9 @@ class DynamoDBBackend:
                     f" {stalls} attempts (throughput exceeded); retry later"
                 )
             await asyncio.sleep(self.retry.delay(stalls))
+            UNPROCESSED_RETRIES.labels(kind="write" if what == "BatchWriteItem" else "read").inc(
+                len(left)
+            )
             pending = left
 
     def _pk(self, collection: str, sk: str) -> str:
