@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench.payload import COLLECTION, preload_batches
+from bench.payload import COLLECTION, key_name, make_value, preload_batches
 from bench.procs import HOST, Child, Children, free_port, worker_peak_rss
 from bench.report import TARGET_LABELS, Measurement, Report
 from bench.wrk_driver import INSTALL_HINT, WORKLOADS, find_wrk, run_wrk, wrk_command
@@ -286,6 +286,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
     for name in ("duration", "connections", "threads", "workers", "keys"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    try:
+        make_value(key_name(0), args.value_bytes)
+    except ValueError as exc:
+        parser.error(f"--value-bytes: {exc}")
     if args.duration > 600 or args.warmup > 600 or args.warmup < 0:
         parser.error("--duration and --warmup must be between 0 and 600 seconds")
     return (
@@ -323,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every started process was stopped", file=sys.stderr)
         return 130
+    except (RuntimeError, OSError) as exc:  # WrkError is a RuntimeError
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
     markdown = report.markdown()
     print(markdown)
     if markdown_out is not None:
