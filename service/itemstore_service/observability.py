@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import functools
 import logging
 import os
 import re
@@ -28,7 +29,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -216,7 +216,7 @@ def request_id_from(header: str | None) -> str:
     (an id is echoed in headers and logs, so nothing else is accepted)."""
     if header is not None and _REQUEST_ID_OK.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def route_label(request: web.Request) -> str:
@@ -224,6 +224,17 @@ def route_label(request: web.Request) -> str:
     never the raw path, so the label set stays small."""
     resource = request.match_info.route.resource
     return UNMATCHED_ROUTE if resource is None else resource.canonical
+
+
+# labels() costs a lock and a few allocations per call: look each child up once.
+@functools.cache
+def _route_metrics(method: str, route: str) -> tuple[Gauge, Histogram]:
+    return IN_FLIGHT.labels(route=route), REQUEST_LATENCY.labels(method=method, route=route)
+
+
+@functools.cache
+def _request_counter(method: str, route: str, status: int) -> Counter:
+    return REQUESTS.labels(method=method, route=route, status=str(status))
 
 
 def observability_middleware(*, access_log: bool = False) -> Middleware:
@@ -237,7 +248,7 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
         token = REQUEST_ID.set(request_id)
         method = request.method if request.method in _METHODS else "other"
         route = route_label(request)
-        in_flight = IN_FLIGHT.labels(route=route)
+        in_flight, latency = _route_metrics(method, route)
         in_flight.inc()
         status = 500
         start = time.perf_counter()
@@ -257,8 +268,8 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
         finally:
             elapsed = time.perf_counter() - start
             in_flight.dec()
-            REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            REQUEST_LATENCY.labels(method=method, route=route).observe(elapsed)
+            _request_counter(method, route, status).inc()
+            latency.observe(elapsed)
             if access_log:
                 ACCESS_LOGGER.info(
                     "%s %s %d",

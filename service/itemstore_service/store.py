@@ -133,21 +133,21 @@ class Store:
         write: the last write to a key is what gets stored; every op is
         answered from the state it would have seen."""
         final: dict[ItemKey, Record | None] = {}
-        read_only: list[ItemKey] = []
+        read_first: list[ItemKey] = []  # keys a get sees before any write of the batch
         for op in ops:
-            if op.kind == "get":
-                if op.key not in final:
-                    read_only.append(op.key)
-            else:
+            if op.kind != "get":
                 final[op.key] = op.record
-        read_only = [key for key in dict.fromkeys(read_only) if key not in final]
+            elif op.key not in final:
+                read_first.append(op.key)
         puts = {key: record for key, record in final.items() if record is not None}
         deletes = [key for key, record in final.items() if record is None]
         state: dict[ItemKey, Record] = {}
-        if read_only:
-            state.update(await self.backend.get_many(read_only, consistent=True))
+        if read_first:
+            state = await self.backend.get_many(list(dict.fromkeys(read_first)), consistent=True)
         if final:
-            state.update(await self.backend.write_many(puts, deletes))
+            # write_many may leave out the previous values of replaced keys:
+            # what a get saw first wins.
+            state = (await self.backend.write_many(puts, deletes)) | state
 
         results: list[OpResult] = []
         for op in ops:

@@ -56,7 +56,8 @@ class Backend(Protocol):
         self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
     ) -> dict[ItemKey, Record]:
         """Store ``puts`` and remove ``deletes`` (disjoint key sets); return the
-        records that existed before for any of those keys. Durable on return."""
+        records that existed before for any of those keys (for keys of
+        ``puts`` the value may be left out as ``b""``). Durable on return."""
         ...
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:

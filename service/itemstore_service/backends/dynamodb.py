@@ -24,7 +24,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import aioboto3
 from botocore.exceptions import ClientError
@@ -65,6 +65,13 @@ def _item_key(item: Item) -> ItemKey:
 
 def _registry_put(collection: str) -> Item:
     return {"PutRequest": {"Item": {"pk": {"S": REGISTRY_PK}, "sk": {"S": collection}}}}
+
+
+# Reading everything but the value: the 1 KiB+ that dominates a response.
+_WITHOUT_VALUE: Final = {
+    "ProjectionExpression": "#pk, #sk, #ver, #fk",
+    "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#ver": "ver", "#fk": "fk"},
+}
 
 
 class DynamoDBBackend:
@@ -150,10 +157,16 @@ class DynamoDBBackend:
     # -- reads ------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        return await self._get_many(keys, consistent=consistent, values=True)
+
+    async def _get_many(
+        self, keys: Sequence[ItemKey], *, consistent: bool, values: bool
+    ) -> dict[ItemKey, Record]:
         found: dict[ItemKey, Record] = {}
+        projection = {} if values else _WITHOUT_VALUE
 
         async def send(pending: list[Item]) -> list[Item]:
-            request = {self.table: {"Keys": pending, "ConsistentRead": consistent}}
+            request = {self.table: {"Keys": pending, "ConsistentRead": consistent, **projection}}
             response = await self._call("batch_get_item", RequestItems=request)
             for item in response.get("Responses", {}).get(self.table, []):
                 found[_item_key(item)] = record_of(item)
@@ -174,9 +187,10 @@ class DynamoDBBackend:
     async def write_many(
         self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
     ) -> dict[ItemKey, Record]:
-        """Read the previous records (one consistent batch read), then write
-        in batches of 25. Unlike SQLite, the read and the write are not one
-        atomic step: a concurrent writer may slip in between."""
+        """Read the previous records (consistent batch reads; values only of
+        the deleted items), then write in batches of 25. Unlike SQLite, the
+        read and the write are not one atomic step: a concurrent writer may
+        slip in between."""
         requests: dict[ItemKey, Item] = {}
         for key in deletes:
             requests[key] = {"DeleteRequest": {"Key": self._key(key)}}
@@ -184,7 +198,11 @@ class DynamoDBBackend:
             requests[key] = {"PutRequest": {"Item": self._item(key, record)}}
         if not requests:
             return {}
-        previous = await self.get_many(list(requests), consistent=True)
+        deleted, replaced = await asyncio.gather(
+            self._get_many(deletes, consistent=True, values=True),
+            self._get_many(list(puts), consistent=True, values=False),
+        )
+        previous = replaced | deleted
         await self._register(collection for collection, _ in puts)
         await self._batch_write(list(requests.values()))
         return previous

@@ -10,6 +10,8 @@ every commit durable before ``write_many`` returns.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +62,10 @@ class SQLiteBackend:
         self.path = path
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        # Worker processes on one file take turns to write through this lock:
+        # a blocked flock wakes as soon as it is free, where SQLite's own busy
+        # handler sleeps in steps of up to 100 ms (a long write tail).
+        self._write_lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._wconn = _connect(path)
         self._wconn.execute(SCHEMA)
         self._rconn = _connect(path)
@@ -69,6 +75,7 @@ class SQLiteBackend:
         self._reader.shutdown(wait=True)
         self._wconn.close()
         self._rconn.close()
+        os.close(self._write_lock)
 
     async def _run(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         try:
@@ -105,14 +112,18 @@ class SQLiteBackend:
 
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
-            result = body(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        finally:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, items: Sequence[tuple[ItemKey, Record]]) -> None:
