@@ -68,9 +68,8 @@ def child_env() -> dict[str, str]:
 
 
 def moto_command(port: int) -> list[str]:
-    script = Path(sys.executable).parent / "moto_server"
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    return [*launcher, "-H", HOST, "-p", str(port)]
+    """moto with keep-alive (see bench/moto_keepalive.py), as DynamoDB keeps connections."""
+    return [sys.executable, "-m", "bench.moto_keepalive", "--host", HOST, "--port", str(port)]
 
 
 def itemstore_command(
