@@ -21,7 +21,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 
-class KeepAliveHandler(MotoRequestHandler):  # type: ignore[misc]
+class KeepAliveHandler(MotoRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_request(self, *args: object) -> None:
