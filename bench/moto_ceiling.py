@@ -1,0 +1,96 @@
+"""How many items per second moto itself serves, with no itemstore in front.
+
+The DynamoDB figures of ``bench.run`` are bounded by the moto process; this
+measures that bound directly: one client, one call at a time, on a moto server
+(with keep-alive) that it starts and stops itself, with the same 1 KiB values.
+
+    python -m bench.moto_ceiling
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+from bench.procs import HOST, free_port
+from bench.run import child_env, moto_command
+
+TABLE = "ceiling"
+KEYS = 3000
+VALUE = b'{"id":"k00000","payload":"' + b"x" * 990 + b'"}'
+
+
+def key(i: int) -> dict[str, Any]:
+    return {"pk": {"S": f"c#{i % 8}"}, "sk": {"S": f"sk{i:05d}"}}
+
+
+def rate(label: str, items_per_call: int, calls: int, call: Callable[[], object]) -> None:
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    elapsed = time.perf_counter() - start
+    print(f"{label:<48} {items_per_call * calls / elapsed:8,.0f} items/s")
+
+
+def main() -> None:
+    port = free_port()
+    env = child_env()
+    moto = subprocess.Popen(moto_command(port), env=env, stdout=subprocess.DEVNULL)
+    try:
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+        client = boto3.client("dynamodb", endpoint_url=f"http://{HOST}:{port}")
+        for _ in range(100):
+            try:
+                client.list_tables()
+                break
+            except Exception:
+                time.sleep(0.1)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+        def put(keys: list[int]) -> None:
+            items = [
+                {"PutRequest": {"Item": {**key(i), "v": {"B": VALUE}, "ver": {"S": "v"}}}}
+                for i in keys
+            ]
+            client.batch_write_item(RequestItems={TABLE: items})
+
+        for start in range(0, KEYS, 25):
+            put(list(range(start, start + 25)))
+
+        def get(n: int, **extra: Any) -> Callable[[], object]:
+            keys = [key(i) for i in random.sample(range(KEYS), n)]
+            return lambda: client.batch_get_item(RequestItems={TABLE: {"Keys": keys, **extra}})
+
+        for n in (32, 64, 100):
+            rate(f"BatchGetItem, {n} keys, values", n, max(3, 1200 // n), get(n))
+        rate(
+            "BatchGetItem, 25 keys, consistent, no values",
+            25,
+            40,
+            get(25, ConsistentRead=True, ProjectionExpression="pk, sk, ver"),
+        )
+        rate("BatchWriteItem, 25 puts", 25, 40, lambda: put(random.sample(range(KEYS), 25)))
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
