@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 
 import orjson
 import pytest
+
 from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
 from itemstore_service.keys import Key, decode_key, encode_key, str_prefix
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+from moto.server import ThreadedMotoServer
+
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
-from moto.server import ThreadedMotoServer
 
 # Fake credentials for the whole test run, so that no test can read (or spend)
 # real ones: set before any client is made.

@@ -15,12 +15,12 @@ import aioboto3
 import orjson
 import pytest
 from botocore.config import Config as BotoConfig
+
 from itemstore_service.backends.base import Record
 from itemstore_service.backends.dynamodb import DynamoDBBackend, open_dynamodb
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
-
 from tests.backend_conformance import BackendConformance, Opener
 
 

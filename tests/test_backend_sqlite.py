@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from itemstore_service.backends.sqlite import open_sqlite
 from itemstore_service.config import Config
-
 from tests.backend_conformance import BackendConformance, Opener
 
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+
 from itemstore_service.app import TUNING, create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends import open_backend

@@ -19,13 +19,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+
 from itemstore_service import errors
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends.base import Backend, ItemKey, Listed, Record
 from itemstore_service.config import Config, Limits
 from itemstore_service.health import HEALTH
-
 from tests.test_openapi import (
     SPEC,
     Answer,

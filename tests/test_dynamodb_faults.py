@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from itemstore_service.backends.base import ConditionFailed, ItemKey, Record
 from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy, open_dynamodb
 from itemstore_service.config import Config

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 

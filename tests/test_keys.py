@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from itemstore_service.errors import InvalidKey
 from itemstore_service.keys import decode_key, encode_key, key_bytes, parse_path_key
 

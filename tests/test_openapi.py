@@ -17,15 +17,16 @@ from typing import Any
 
 import orjson
 import yaml
-from itemstore_service import errors
-from itemstore_service.app import create_app
-from itemstore_service.auth import PUBLIC_PATHS
-from itemstore_service.config import Config, Limits
 from jsonschema import Draft202012Validator
 from multidict import CIMultiDictProxy
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+
+from itemstore_service import errors
+from itemstore_service.app import create_app
+from itemstore_service.auth import PUBLIC_PATHS
+from itemstore_service.config import Config, Limits
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))

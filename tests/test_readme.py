@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 

@@ -19,10 +19,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from itemstore_service.app import create_app
 from itemstore_service.cli import build_parser
 from itemstore_service.config import Config
-
 from tests.deploy.deploy_support import REPO, Stage, parse_dockerfile
 
 K8S = REPO / "k8s"

@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 import aioboto3
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+from prometheus_client import REGISTRY
+
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_service.observability import InstrumentedBackend
-from prometheus_client import REGISTRY
 
 AiohttpClient = Callable[[Application], Awaitable[TestClient[Request, Application]]]
 

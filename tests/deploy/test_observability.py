@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+from prometheus_client import REGISTRY
+
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from itemstore_service.observability import configure_logging
-from prometheus_client import REGISTRY
 
 AiohttpClient = Callable[[Application], Awaitable[TestClient[Request, Application]]]
 ITEM_ROUTE = "/collections/{name}/items/{key}"

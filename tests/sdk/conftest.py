@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from aiohttp import web
+
 from itemstore import AsyncClient, Client, Collection
 from itemstore_service.app import create_app
 from itemstore_service.config import Config

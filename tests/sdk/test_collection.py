@@ -6,6 +6,7 @@ import uuid
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
 
 import pytest
+
 from itemstore import Client, Collection, PreconditionFailed, ValidationError
 
 ODD_KEYS = ["a/b", "what?#x", "100%", "sp ace", ".", "..", "../etc", "é✓", "-", "~x"]

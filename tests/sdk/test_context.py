@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
 from itemstore import AsyncClient, AsyncSession, Client, Session, StorageContext, storage_context
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 import pytest
+
 from itemstore import PreconditionFailed, Unauthorized, Unavailable, ValidationError
 from itemstore._keys import check_key, key_tag, key_type, path_segment
 from itemstore._protocol import Core, Limits, Response, encode_op, problem_error, split_ops

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 import orjson
 import pytest
 from aiohttp import web
+
 from itemstore import (
     AsyncClient,
     Client,

@@ -17,6 +17,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
 from itemstore import Client, Collection
 from itemstore._keys import Key, KeyTag, key_tag
 

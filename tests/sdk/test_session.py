@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from itemstore import AsyncClient, Client, Collection
 from itemstore._protocol import Request, Response
 from itemstore._session_state import SessionState

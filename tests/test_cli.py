@@ -1,0 +1,108 @@
+"""The command line: flags, their ITEMSTORE_* variables, and clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from itemstore_service.cli import build_parser, check_config, config_from_args
+from itemstore_service.config import Config
+
+
+def parse(*argv: str) -> Config:
+    return config_from_args(build_parser().parse_args(["serve", *argv]))
+
+
+def test_defaults_are_the_embedded_sqlite_service_on_localhost() -> None:
+    config = parse()
+    assert (config.host, config.port, config.backend) == ("127.0.0.1", 8080, "sqlite")
+    assert config.sqlite_path == "itemstore.sqlite3"
+    assert config.coalesce and config.workers == 1
+
+
+def test_every_flag_is_read() -> None:
+    config = parse(
+        *("--host", "0.0.0.0", "--port", "9000", "--backend", "dynamodb"),
+        *("--dynamodb-endpoint", "http://127.0.0.1:8000", "--dynamodb-region", "eu-west-1"),
+        *("--dynamodb-table", "items", "--dynamodb-create-table", "--dynamodb-shards", "4"),
+        *("--workers", "3", "--token", "t", "--no-coalesce", "--max-value-bytes", "1000"),
+        *("--log-level", "debug", "--access-log", "--shutdown-timeout", "5"),
+    )
+    assert config == Config(
+        host="0.0.0.0",
+        port=9000,
+        backend="dynamodb",
+        dynamodb_endpoint="http://127.0.0.1:8000",
+        dynamodb_region="eu-west-1",
+        dynamodb_table="items",
+        dynamodb_create_table=True,
+        dynamodb_shards=4,
+        workers=3,
+        token="t",
+        coalesce=False,
+        log_level="debug",
+        access_log=True,
+        shutdown_timeout=5.0,
+        limits=config.limits,
+    )
+    assert config.limits.max_value_bytes == 1000
+
+
+def test_environment_variables_set_flags_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ITEMSTORE_PORT", "9100")
+    monkeypatch.setenv("ITEMSTORE_BACKEND", "dynamodb")
+    monkeypatch.setenv("ITEMSTORE_DYNAMODB_CREATE_TABLE", "true")
+    monkeypatch.setenv("ITEMSTORE_WORKERS", "2")
+    config = parse("--workers", "4")
+    assert (config.port, config.backend, config.dynamodb_create_table) == (9100, "dynamodb", True)
+    assert config.workers == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "--port"),
+        (["--workers", "0"], "--workers"),
+        (["--dynamodb-shards", "0"], "--dynamodb-shards"),
+        (["--max-value-bytes", "500000"], "--max-value-bytes"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_fix(argv: list[str], message: str) -> None:
+    problem = check_config(parse(*argv))
+    assert problem is not None and message in problem
+
+
+def test_bad_flags_exit_2_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "itemstore_service", "serve", "--backend", "postgres"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'postgres'" in result.stderr
+
+
+def test_help_explains_every_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "itemstore_service", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    for flag in (
+        "--host",
+        "--port",
+        "--backend",
+        "--sqlite-path",
+        "--dynamodb-endpoint",
+        "--dynamodb-region",
+        "--dynamodb-table",
+        "--dynamodb-create-table",
+        "--workers",
+        "ITEMSTORE_",
+    ):
+        assert flag in result.stdout
