@@ -20,6 +20,7 @@ import boto3
 
 from bench.procs import HOST, free_port
 from bench.run import child_env, moto_command
+from itemstore_service.backends.dynamodb_setup import TABLE_DEFINITION
 
 TABLE = "ceiling"
 KEYS = 3000
@@ -51,18 +52,7 @@ def main() -> None:
                 break
             except Exception:
                 time.sleep(0.1)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=TABLE, **TABLE_DEFINITION)
 
         def put(keys: list[int]) -> None:
             items = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from botocore.config import Config as BotoConfig
@@ -75,23 +75,26 @@ def record_of(item: dict[str, Any]) -> Record:
     return Record(bytes(value), item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
 
 
+# The single table: pk = "<collection>#<shard>", sk = the encoded key; on demand.
+TABLE_DEFINITION: Final[dict[str, Any]] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
 async def ensure_table(client: Any, table: str, *, create: bool, where: str) -> None:
     """Create the table when ``create`` and missing (a concurrent creator is
     fine), wait until it is ACTIVE, and check its key schema."""
     if create:
         try:
-            await client.create_table(
-                TableName=table,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            await client.create_table(TableName=table, **TABLE_DEFINITION)
         except ClientError as exc:
             # Another worker creating the same table at the same time is fine.
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
