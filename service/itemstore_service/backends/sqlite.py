@@ -43,11 +43,11 @@ CREATE TABLE IF NOT EXISTS items (
 _MAX_KEYS_PER_SELECT = 500
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, busy_ms: int = 30_000) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     conn.execute("PRAGMA mmap_size=268435456")
     conn.execute("PRAGMA cache_size=-65536")
     return conn
@@ -72,7 +72,10 @@ class SQLiteBackend:
         self._wconn = _connect(path)
         self._wconn.execute(SCHEMA)
         self._rconn = _connect(path)
-        self._lconn = _connect(path)
+        # The event loop's own connection never waits for a lock: in WAL mode a
+        # reader is blocked only in rare cases (recovery after a crash), and
+        # then get_many goes to the reader thread instead.
+        self._lconn = _connect(path, busy_ms=0)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -113,8 +116,8 @@ class SQLiteBackend:
         # Every SQLite read sees every committed write: all reads are consistent.
         try:
             return self._select(self._lconn, keys)
-        except sqlite3.OperationalError as exc:
-            raise BackendUnavailable(f"SQLite: {exc}") from exc
+        except sqlite3.OperationalError:
+            return await self._run(self._reader, lambda: self._select(self._rconn, keys))
 
     # -- writes -----------------------------------------------------------
 
