@@ -7,11 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +15,7 @@ import pytest
 
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
+from tests.live_service import itemstore_serve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOC_URL = "http://127.0.0.1:8080"
@@ -37,28 +34,8 @@ def curl_tour() -> str:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``itemstore serve`` on a free port and a fresh SQLite file."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = tmp_path_factory.mktemp("readme") / "items.sqlite3"
-    command = [sys.executable, "-m", "itemstore_service", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--sqlite-path", str(data), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/readyz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with itemstore_serve(tmp_path_factory.mktemp("readme")) as url:
         yield url
-    finally:
-        process.terminate()
-        assert process.wait(timeout=20) == 0
 
 
 def test_the_curl_tour_covers_every_data_route() -> None:
