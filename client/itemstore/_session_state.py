@@ -77,6 +77,18 @@ class SessionState:
         seen.add(tag)
         return self._entries.get(tag)
 
+    def walked(
+        self, key: Key, value: Any, seen: set[KeyTag], *, keys_only: bool
+    ) -> tuple[Key, Any] | None:
+        """What a walk yields for one item the service listed, with this
+        session's changes applied (None: deleted in the session)."""
+        entry = self.listed(key, seen)
+        if entry is None:
+            if keys_only:
+                return key, value
+            return key, self.loaded(key, True, value).value
+        return (entry.key, entry.value) if entry.present else None
+
     def removed(self, key: Key) -> None:
         """Delete a key known to exist remotely (from a listing) without reading it."""
         tag = key_tag(check_key(key))

@@ -92,14 +92,9 @@ class Session(MutableMapping[Key, Any]):
         items only this session added; values are the cached objects."""
         seen: set[KeyTag] = set()
         for key, value in self._remote(keys_only):
-            entry = self._state.listed(key, seen)
-            if entry is None:
-                if not keys_only:
-                    entry = self._state.loaded(key, True, value)
-                    value = entry.value
-                yield key, value
-            elif entry.present:
-                yield entry.key, entry.value
+            item = self._state.walked(key, value, seen, keys_only=keys_only)
+            if item is not None:
+                yield item
         for entry in self._state.unseen(seen):
             yield entry.key, entry.value
 
@@ -282,14 +277,9 @@ class AsyncSession:
         collection = self.client.collection(self.name)
         size = (await self.client.limits()).max_page_size if keys_only else None
         async for key, value in collection.items(page_size=size, keys_only=keys_only):
-            entry = self._state.listed(key, seen)
-            if entry is None:
-                if not keys_only:
-                    entry = self._state.loaded(key, True, value)
-                    value = entry.value
-                yield key, value
-            elif entry.present:
-                yield entry.key, entry.value
+            item = self._state.walked(key, value, seen, keys_only=keys_only)
+            if item is not None:
+                yield item
         for entry in self._state.unseen(seen):
             yield entry.key, entry.value
 
