@@ -239,6 +239,55 @@ async def test_batch_of_gets(client: Client) -> None:
     assert results[0]["value"] == results[2]["value"] == "A"
 
 
+BIG = 123456789012345678901234567890  # beyond 64 bits: orjson alone would make it a float
+
+
+async def test_integers_beyond_64_bits_keep_every_digit(client: Client) -> None:
+    json_headers = {"Content-Type": "application/json"}
+    ops = b'{"ops": [{"op": "put", "key": "v", "value": [%d, -%d]}, ' % (BIG, BIG)
+    ops += b'{"op": "put", "key": %d, "value": 1}]}' % BIG
+    assert (
+        await client.post("/collections/big/batch", data=ops, headers=json_headers)
+    ).status == 200
+    assert await (await client.get(item_url("v", "big"))).read() == b"[%d,-%d]" % (BIG, BIG)
+
+    # The batch key and the path key name the same item.
+    by_path = item_url(str(BIG), "big", key_type="int")
+    assert await (await client.get(by_path)).read() == b"1"
+    replaced = await client.put(by_path, data=b"2", headers=json_headers)
+    assert replaced.status == 200
+    assert b'"key":%d,' % BIG in await replaced.read()
+
+    listing = await (
+        await client.get("/collections/big/items", params={"keys_only": "true"})
+    ).read()
+    assert b'{"key":%d}' % BIG in listing
+    assert b'{"key":"v"}' in listing
+
+
+async def test_batch_values_nested_deeply_are_stored_or_refused_clearly(client: Client) -> None:
+    def nested(depth: int) -> bytes:
+        return b"[" * depth + b"]" * depth
+
+    deep = b'{"ops": [{"op": "put", "key": "d", "value": %s}]}' % nested(300)
+    ok = await client.post(
+        "/collections/c/batch", data=deep, headers={"Content-Type": "application/json"}
+    )
+    assert ok.status == 200
+    assert await (await client.get(item_url("d", "c"))).read() == nested(300)
+
+    too_deep = b'{"ops": [{"op": "put", "key": "d", "value": %s}]}' % nested(1020)
+    refused = await client.post(
+        "/collections/c/batch", data=too_deep, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status == 400
+    problem = await refused.json()
+    assert problem["errors"] == [
+        {"index": 0, "detail": "value nests too deeply to store; flatten it"}
+    ]
+    assert await (await client.get(item_url("d", "c"))).read() == nested(300)
+
+
 async def test_collections_count_list_and_clear(client: Client) -> None:
     for name, n in (("alpha", 3), ("beta", 2)):
         ops = [{"op": "put", "key": i, "value": i} for i in range(n)]

@@ -19,6 +19,7 @@ import orjson
 from ._keys import Key, check_key, key_type, path_segment
 from ._retry import Replay
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
+from .exactjson import dumps, loads
 
 T = TypeVar("T")
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -91,11 +92,6 @@ class Limits:
         return cls(**known)
 
 
-def dumps(value: Any) -> bytes:
-    """JSON bytes of a value; TypeError when it is not JSON-compatible."""
-    return orjson.dumps(value)
-
-
 def check_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
         raise ValidationError(
@@ -112,7 +108,7 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
     status = response.status
     body: Any = None
     try:
-        body = orjson.loads(response.body) if response.body else None
+        body = loads(response.body) if response.body else None
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("detail", body.get("title")), str):
@@ -152,7 +148,7 @@ def _is_item_missing(response: Response) -> bool:
     if response.status != 404:
         return False
     try:
-        body = orjson.loads(response.body) if response.body else None
+        body = loads(response.body) if response.body else None
     except orjson.JSONDecodeError:
         return False
     return not isinstance(body, dict) or body.get("code", "item-not-found") == "item-not-found"
@@ -164,7 +160,7 @@ def _etag(response: Response) -> str:
 
 def encode_op(op: Literal["get", "put", "delete"], key: Key, value: bytes | None = None) -> bytes:
     """One batch op as JSON bytes; ``value`` is the already encoded JSON value."""
-    head = orjson.dumps({"op": op, "key": check_key(key)})
+    head = dumps({"op": op, "key": check_key(key)})
     if value is None:
         return head
     return head[:-1] + b',"value":' + value + b"}"
@@ -231,7 +227,7 @@ class Core:
     def _json(self, request: Request, response: Response, *ok: int) -> Any:
         if response.status not in ok:
             raise self._fail(request, response)
-        return orjson.loads(response.body)
+        return loads(response.body)
 
     # -- service -----------------------------------------------------------------------
     def info(self) -> Call[dict[str, Any]]:
@@ -400,7 +396,7 @@ class Core:
             for res in self._json(req, r, 200)["results"]:
                 status = int(res["status"])
                 if status >= 400 and status != 404:
-                    raise problem_error(Response(status, {}, orjson.dumps(res)), req.url)
+                    raise problem_error(Response(status, {}, dumps(res)), req.url)
                 results.append(OpResult(status, res.get("value"), res.get("etag"), res))
             return results
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._keys import Key, KeyTag, check_key, key_tag
-from ._protocol import dumps, encode_op
+from ._protocol import encode_op
+from .exactjson import dumps
 
 
 class Remote(enum.Enum):

@@ -15,12 +15,12 @@ from ._protocol import (
     Limits,
     OpResult,
     check_collection_name,
-    dumps,
     split_ops,
 )
 from ._retry import RetryPolicy
 from ._transport import AsyncTransport
 from .client import DEFAULT_URL, lookup_key, pairs_of, put_ops
+from .exactjson import dumps
 
 if TYPE_CHECKING:
     from .session import AsyncSession

@@ -23,12 +23,12 @@ from ._protocol import (
     OpResult,
     Page,
     check_collection_name,
-    dumps,
     encode_op,
     split_ops,
 )
 from ._retry import RetryPolicy
 from ._transport import SyncTransport
+from .exactjson import dumps
 
 if TYPE_CHECKING:
     from .session import Session

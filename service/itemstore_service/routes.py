@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from itemstore.exactjson import exact
+
 from . import __version__
 from .appkeys import CONFIG, STORE
 from .errors import InvalidInput
@@ -88,7 +90,7 @@ async def put_item(request: web.Request) -> web.Response:
     )
     assert result.record is not None
     tag = etag(result.record)
-    return json_response({"key": key, "etag": tag}, result.status, ETag=tag)
+    return json_response({"key": exact(key), "etag": tag}, result.status, ETag=tag)
 
 
 @routes.delete("/collections/{name}/items/{key}")
@@ -124,9 +126,9 @@ async def list_items(request: web.Request) -> web.Response:
         keys_only=keys_only,
     )
     items = (
-        [{"key": key} for key, _ in page.items]
+        [{"key": exact(key)} for key, _ in page.items]
         if keys_only
-        else [{"key": key, "value": orjson.Fragment(r.value)} for key, r in page.items]
+        else [{"key": exact(key), "value": orjson.Fragment(r.value)} for key, r in page.items]
     )
     return json_response({"items": items, "next_cursor": page.next_cursor})
 

@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from itemstore import exactjson
+
 from .config import Limits
 from .errors import (
     InvalidBatch,
@@ -86,7 +88,7 @@ def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
 
 def _loads(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        return exactjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJSON(f"body is not JSON (NaN and Infinity are not JSON): {exc}") from None
 
@@ -138,6 +140,9 @@ def _batch_op(raw: object, limits: Limits) -> Op:
         return Op(kind, key)
     if "value" not in raw:
         raise InvalidInput("put op has no value")
-    value = orjson.dumps(raw["value"])
+    try:
+        value = exactjson.dumps(raw["value"])
+    except TypeError:  # parsed JSON always has a JSON form, unless it nests too deeply
+        raise InvalidInput("value nests too deeply to store; flatten it") from None
     _check_value_size(len(value), limits)
     return Op("put", key, value)

@@ -68,6 +68,16 @@ def test_keys_keep_their_type(coll: Collection) -> None:
     assert len(coll) == 4
 
 
+def test_integers_beyond_64_bits_keep_every_digit(coll: Collection) -> None:
+    big = 2**70 + 1
+    coll[big] = {"n": big, "negative": -big}
+    coll.update({big + 1: [big]})
+    assert coll[big] == {"n": big, "negative": -big}
+    assert coll[big + 1] == [big]
+    assert sorted(coll) == [big, big + 1]
+    assert all(type(k) is int for k in coll)
+
+
 def test_odd_str_keys_survive_the_url(coll: Collection) -> None:
     for i, key in enumerate(ODD_KEYS):
         coll[key] = i
