@@ -31,7 +31,14 @@ async def problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("body", "detail_has"),
-    [(b"{", "not JSON"), (b"NaN", "NaN"), (b"[Infinity]", "NaN"), (b"", "not JSON")],
+    [
+        (b"{", "not JSON"),
+        (b"NaN", "NaN"),
+        (b"[Infinity]", "NaN"),
+        (b"", "not JSON"),
+        (b"\x0c1\x0b", "not JSON"),  # form feed and vertical tab are not JSON white space
+        (b"1e400", "range of a double"),
+    ],
 )
 async def test_invalid_json_is_400(client: Client, body: bytes, detail_has: str) -> None:
     response = await client.put("/collections/c/items/k", data=body, headers=JSON)
@@ -39,13 +46,16 @@ async def test_invalid_json_is_400(client: Client, body: bytes, detail_has: str)
     assert (await client.get("/collections/c/items/k")).status == 404
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
 async def test_wrong_content_type_is_415(client: Client, content_type: str) -> None:
     response = await client.put(
         "/collections/c/items/k", data=b"1", headers={"Content-Type": content_type}
     )
     body = await problem(response, 415, "unsupported-media-type")
-    assert "application/json" in body["detail"]
+    assert "application/json" in body["detail"] or "UTF-8" in body["detail"]
 
 
 @pytest.mark.parametrize(
@@ -58,6 +68,15 @@ async def test_wrong_content_type_is_415(client: Client, content_type: str) -> N
         ("/collections/c/items/nan?key_type=float", "invalid-key"),
         ("/collections/c/items/yes?key_type=bool", "invalid-key"),
         ("/collections/c/items/k?key_type=bytes", "invalid-key"),
+        ("/collections/c/items/" + "1" * 4301 + "?key_type=int", "invalid-key"),
+        ("/collections/c/items/1" + "0" * 309 + "?key_type=int", "invalid-key"),
+        ("/collections/c/items/1e-400?key_type=float", "invalid-key"),
+        # Escapes are decoded strictly: otherwise '%FF' would name the item of '%25FF'.
+        ("/collections/c/items/%FF", "invalid-key"),
+        ("/collections/c/items/%ED%A0%80", "invalid-key"),
+        ("/collections/c/items/%C0%AF", "invalid-key"),
+        ("/collections/c/items/%zz", "invalid-key"),
+        ("/collections/c/items/100%", "invalid-key"),
         ("/collections/bad%20name/items/k", "invalid-collection-name"),
         ("/collections/" + "n" * 129 + "/items/k", "invalid-collection-name"),
         ("/collections/a%2Fb/items/k", "invalid-collection-name"),
@@ -110,6 +129,11 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(client: Client) -> N
         ({"cursor": "!!!not-base64!!!"}, "invalid-cursor"),
         ({"cursor": "!!!"}, "invalid-cursor"),
         ({"cursor": "a"}, "invalid-cursor"),
+        ({"cursor": "YQ"}, "invalid-cursor"),  # base64 of "a": not a position
+        ({"cursor": "7aCA"}, "invalid-cursor"),  # a lone surrogate
+        ({"limit": "\u00b2"}, "invalid-input"),  # str.isdigit() says yes, int() says no
+        ({"limit": "\uff15"}, "invalid-input"),
+        ({"limit": "1" * 4301}, "invalid-input"),
     ],
 )
 async def test_bad_listing_parameters_are_400(
@@ -118,10 +142,27 @@ async def test_bad_listing_parameters_are_400(
     await problem(await client.get("/collections/c/items", params=query), 400, code)
 
 
+@pytest.mark.parametrize("query", [{"cursor": "7aCA"}, {"cursor": "AA"}, {"limit": "\u00b2"}])
+async def test_bad_collection_listing_parameters_are_400(
+    client: Client, query: dict[str, str]
+) -> None:
+    response = await client.get("/collections", params=query)
+    await problem(response, 400, "invalid-cursor" if "cursor" in query else "invalid-input")
+
+
 async def test_bad_conditional_headers_are_400(client: Client) -> None:
-    for headers in ({"If-Match": "no-quotes"}, {"If-None-Match": '"abc"'}):
+    for headers in (
+        {"If-Match": "no-quotes"},
+        {"If-None-Match": '"abc"'},
+        {"If-Match": '"0000000000000000"', "If-None-Match": "*"},  # could never both hold
+    ):
         response = await client.put("/collections/c/items/k", data=b"1", headers=JSON | headers)
         await problem(response, 400, "invalid-input")
+    assert (await client.get("/collections/c/items/k")).status == 404
+    assert (await client.put("/collections/c/items/k", data=b"1", headers=JSON)).status == 201
+    delete = await client.delete("/collections/c/items/k", headers={"If-None-Match": "*"})
+    await problem(delete, 400, "invalid-input")
+    assert (await client.get("/collections/c/items/k")).status == 200
 
 
 async def test_invalid_batch_writes_nothing_and_names_each_bad_op(client: Client) -> None:
@@ -162,3 +203,9 @@ async def test_token_protects_data_routes_but_not_probes(
     assert (await client.get("/")).status == 200
     good = {"Authorization": "Bearer s3cret"}
     assert (await client.get("/collections/c/items/k", headers=good)).status == 404
+    # The scheme is case-insensitive (RFC 9110), the token is not.
+    lower = {"Authorization": "bearer s3cret"}
+    assert (await client.get("/collections/c/items/k", headers=lower)).status == 404
+    for header in ("bearer S3CRET", "Basic s3cret", "s3cret", "Bearer"):
+        response = await client.get("/collections", headers={"Authorization": header})
+        await problem(response, 401, "unauthorized")

@@ -21,9 +21,15 @@ def item_url(key: str, collection: str = "users", **query: str) -> URL:
     return URL(path, encoded=True).with_query(query)
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def put(client: Client, url: URL | str, value: Any, **headers: str) -> Any:
-    headers["Content-Type"] = "application/json"
-    return await client.put(url, data=orjson.dumps(value), headers=headers)
+    return await put_bytes(client, url, orjson.dumps(value), **headers)
+
+
+async def put_bytes(client: Client, url: URL | str, body: bytes, **headers: str) -> Any:
+    return await client.put(url, data=body, headers=JSON | headers)
 
 
 async def test_put_get_replace_delete(client: Client) -> None:
@@ -91,6 +97,14 @@ async def test_keys_with_any_characters_round_trip(client: Client, key: str) -> 
     assert [item["key"] for item in listing["items"]] == [key]
 
 
+async def test_a_percent_sign_is_sent_as_25(client: Client) -> None:
+    literal = URL("/collections/c/items/100%25FF", encoded=True)
+    assert (await put(client, literal, "literal")).status == 201
+    assert await (await client.get(literal)).json() == "literal"
+    listing = await (await client.get("/collections/c/items", params={"keys_only": "1"})).json()
+    assert listing["items"] == [{"key": "100%FF"}]
+
+
 async def test_typed_keys(client: Client) -> None:
     await put(client, item_url("1", key_type="int"), "int one")
     # 1.0 is the same key as 1, as in a dict
@@ -144,8 +158,13 @@ async def test_if_match_is_compare_and_set(client: Client) -> None:
 
 async def test_get_with_matching_if_none_match_is_not_modified(client: Client) -> None:
     tag = (await put(client, item_url("k"), {"big": "value"})).headers["ETag"]
-    cached = await client.get(item_url("k"), headers={"If-None-Match": tag})
-    assert cached.status == 304
+    for header in (tag, f"W/{tag}", f'"other", {tag}', "*"):
+        cached = await client.get(item_url("k"), headers={"If-None-Match": header})
+        assert cached.status == 304, header
+        assert cached.headers["ETag"] == tag
+    changed = await client.get(item_url("k"), headers={"If-None-Match": '"other", W/"x"'})
+    assert changed.status == 200
+    assert await changed.json() == {"big": "value"}
 
 
 async def test_post_creates_time_ordered_keys(client: Client) -> None:
@@ -243,18 +262,15 @@ BIG = 123456789012345678901234567890  # beyond 64 bits: orjson alone would make 
 
 
 async def test_integers_beyond_64_bits_keep_every_digit(client: Client) -> None:
-    json_headers = {"Content-Type": "application/json"}
     ops = b'{"ops": [{"op": "put", "key": "v", "value": [%d, -%d]}, ' % (BIG, BIG)
     ops += b'{"op": "put", "key": %d, "value": 1}]}' % BIG
-    assert (
-        await client.post("/collections/big/batch", data=ops, headers=json_headers)
-    ).status == 200
+    assert (await client.post("/collections/big/batch", data=ops, headers=JSON)).status == 200
     assert await (await client.get(item_url("v", "big"))).read() == b"[%d,-%d]" % (BIG, BIG)
 
     # The batch key and the path key name the same item.
     by_path = item_url(str(BIG), "big", key_type="int")
     assert await (await client.get(by_path)).read() == b"1"
-    replaced = await client.put(by_path, data=b"2", headers=json_headers)
+    replaced = await client.put(by_path, data=b"2", headers=JSON)
     assert replaced.status == 200
     assert b'"key":%d,' % BIG in await replaced.read()
 
@@ -265,21 +281,28 @@ async def test_integers_beyond_64_bits_keep_every_digit(client: Client) -> None:
     assert b'{"key":"v"}' in listing
 
 
-async def test_batch_values_nested_deeply_are_stored_or_refused_clearly(client: Client) -> None:
-    def nested(depth: int) -> bytes:
-        return b"[" * depth + b"]" * depth
+async def test_values_nested_deeply_are_stored_or_refused_clearly(client: Client) -> None:
+    def nested(depth: int, inner: bytes = b"") -> bytes:
+        return b"[" * depth + inner + b"]" * depth
+
+    # A PUT stores the bytes as sent, whatever they hold.
+    deepest = nested(1000, b"%d" % BIG)
+    assert (await put_bytes(client, item_url("p", "c"), deepest)).status == 201
+    assert await (await client.get(item_url("p", "c"))).read() == deepest
+    # A batch has to read its values: past ~980 levels, with integers beyond
+    # 64 bits, it says so instead of losing their digits.
+    body = b'{"ops": [{"op": "put", "key": "p", "value": %s}]}' % deepest
+    refused = await client.post("/collections/c/batch", data=body, headers=JSON)
+    assert refused.status == 400
+    assert "nests too deeply" in (await refused.json())["detail"]
 
     deep = b'{"ops": [{"op": "put", "key": "d", "value": %s}]}' % nested(300)
-    ok = await client.post(
-        "/collections/c/batch", data=deep, headers={"Content-Type": "application/json"}
-    )
+    ok = await client.post("/collections/c/batch", data=deep, headers=JSON)
     assert ok.status == 200
     assert await (await client.get(item_url("d", "c"))).read() == nested(300)
 
     too_deep = b'{"ops": [{"op": "put", "key": "d", "value": %s}]}' % nested(1020)
-    refused = await client.post(
-        "/collections/c/batch", data=too_deep, headers={"Content-Type": "application/json"}
-    )
+    refused = await client.post("/collections/c/batch", data=too_deep, headers=JSON)
     assert refused.status == 400
     problem = await refused.json()
     assert problem["errors"] == [

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import orjson
-
 from ._keys import Key, check_key, key_type, path_segment
 from ._retry import Replay
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
@@ -109,7 +107,7 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
     body: Any = None
     try:
         body = loads(response.body) if response.body else None
-    except orjson.JSONDecodeError:
+    except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("detail", body.get("title")), str):
         detail = str(body.get("detail") or body.get("title"))
@@ -149,7 +147,7 @@ def _is_item_missing(response: Response) -> bool:
         return False
     try:
         body = loads(response.body) if response.body else None
-    except orjson.JSONDecodeError:
+    except ValueError:
         return False
     return not isinstance(body, dict) or body.get("code", "item-not-found") == "item-not-found"
 

@@ -25,11 +25,15 @@ _LONG_DIGITS = re.compile(rb"-\d{19}|\d{20}")
 
 
 def loads(text: bytes) -> Any:
-    """Parse JSON; integers of any size stay integers. Raises
-    orjson.JSONDecodeError (a ValueError) when ``text`` is not JSON."""
+    """Parse JSON; integers of any size stay integers. Raises ValueError when
+    ``text`` is not JSON (orjson.JSONDecodeError), or when it holds such an
+    integer nested too deeply for the standard library (about 980 levels)."""
     value = orjson.loads(text)  # also the validation: it accepts no NaN or Infinity
     if _LONG_DIGITS.search(text):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise ValueError("JSON with integers beyond 64 bits nests too deeply") from None
     return value
 
 

@@ -14,13 +14,15 @@ PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 
 
 def auth_middleware(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in PUBLIC_PATHS:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # The scheme is case-insensitive (RFC 9110); the token is not.
+            valid = scheme.lower() == "bearer"
+            if not hmac.compare_digest(given.strip().encode(), expected) or not valid:
                 raise Unauthorized("send the service token as 'Authorization: Bearer <token>'")
         return await handler(request)
 

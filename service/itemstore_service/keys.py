@@ -29,6 +29,7 @@ BOOL_TAG: Final = "b"
 
 _INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _FLOAT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+MAX_INT_DIGITS: Final = 309  # 10**309 is past the largest double
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -38,20 +39,39 @@ def parse_path_key(text: str, key_type: str) -> Key:
         return text
     if key_type == "int":
         if not _INT_TEXT.fullmatch(text):
-            raise InvalidKey(f"key {text!r} is not an integer (key_type=int)")
+            raise InvalidKey(f"key {_short(text)} is not an integer (key_type=int)")
+        # Within a double's range, as every number in a JSON body must be.
+        if len(text) > MAX_INT_DIGITS + 1 or not math.isfinite(float(text)):
+            raise InvalidKey(f"key {_short(text)} is out of the number range (key_type=int)")
         return int(text)
     if key_type == "float":
-        if not _FLOAT_TEXT.fullmatch(text):
-            raise InvalidKey(f"key {text!r} is not a finite decimal number (key_type=float)")
+        match = _FLOAT_TEXT.fullmatch(text)
+        if not match:
+            raise InvalidKey(f"key {_short(text)} is not a finite decimal number (key_type=float)")
         value = float(text)
-        if not math.isfinite(value):
-            raise InvalidKey(f"key {text!r} is out of the float range (key_type=float)")
+        underflow = value == 0 and any(c in "123456789" for c in match[1] + (match[2] or ""))
+        if not math.isfinite(value) or underflow:
+            raise InvalidKey(f"key {_short(text)} is out of the float range (key_type=float)")
         return value
     if key_type == "bool":
         if text not in ("true", "false"):
             raise InvalidKey(f"key {text!r} is not a bool: use true or false (key_type=bool)")
         return text == "true"
     raise InvalidKey(f"key_type must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def is_sort_key(sk: str) -> bool:
+    """Whether ``sk`` is what :func:`encode_key` makes of some key."""
+    tag, text = sk[:1], sk[1:]
+    if tag == STR_TAG:
+        return bool(text)
+    if tag == BOOL_TAG:
+        return text in ("true", "false")
+    return tag == NUMBER_TAG and bool(_FLOAT_TEXT.fullmatch(text))
 
 
 def check_json_key(value: object) -> Key:

@@ -47,7 +47,20 @@ def _if_none_match_any(request: web.Request) -> bool:
         return False
     if header.strip() != "*":
         raise InvalidInput("on PUT, If-None-Match only takes '*' (create only when absent)")
+    if "If-Match" in request.headers:  # together they could never both hold
+        raise InvalidInput("send If-Match or If-None-Match: *, not both")
     return True
+
+
+def _none_match(request: web.Request, tag: str) -> bool:
+    """Whether a GET's ``If-None-Match`` names the current ETag (weak
+    comparison, as RFC 9110 asks): then the answer is 304."""
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == tag for t in header.split(","))
 
 
 @routes.get("/")
@@ -73,7 +86,7 @@ async def get_item(request: web.Request) -> web.Response:
     key = path_key(request, config.limits)
     record = await request.app[STORE].get(name, key, consistent=flag(request, "consistent"))
     tag = etag(record)
-    if request.headers.get("If-None-Match") == tag:
+    if _none_match(request, tag):
         return web.Response(status=304, headers={"ETag": tag})
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": tag})
 
@@ -98,6 +111,8 @@ async def delete_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
     key = path_key(request, config.limits)
+    if "If-None-Match" in request.headers:
+        raise InvalidInput("DELETE takes If-Match only, not If-None-Match")
     record = await request.app[STORE].delete(name, key, if_match=_if_match(request))
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 

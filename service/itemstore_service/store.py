@@ -24,7 +24,7 @@ import orjson
 from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
-from .keys import Key, decode_key, encode_key, str_prefix
+from .keys import COLLECTION_NAME, Key, decode_key, encode_key, is_sort_key, str_prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +74,23 @@ def new_key() -> str:
     return "".join(_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def encode_cursor(sk: str) -> str:
-    return base64.urlsafe_b64encode(sk.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+def encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str, valid: Callable[[str], object]) -> str:
+    """The position a cursor names, if ``valid`` accepts it (a sort key, a
+    collection name): a cursor is opaque, but never taken on trust."""
     try:
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        return raw.decode("utf-8", "surrogatepass")
-    except (binascii.Error, ValueError) as exc:
+        position = raw.decode()
+    except (binascii.Error, ValueError):
+        position = ""
+    if not valid(position):
         raise InvalidCursor(
             "cursor is not one this server gave out: pass next_cursor back unchanged"
-        ) from exc
+        )
+    return position
 
 
 def _is_float(key: Key) -> bool:
@@ -249,7 +254,7 @@ class Store:
         keys_only: bool = False,
     ) -> Page:
         """One page of the collection in key order; ``prefix`` selects str keys."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, is_sort_key) if cursor else None
         listed = await self.backend.query(
             collection,
             after=after,
@@ -273,7 +278,7 @@ class Store:
         self, *, limit: int, cursor: str | None = None
     ) -> tuple[list[str], str | None]:
         """Names of collections that hold items, and the cursor of the next page."""
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, COLLECTION_NAME.fullmatch) if cursor else None
         names = await self.backend.list_collections(after=after, limit=limit + 1)
         if len(names) > limit:
             return names[:limit], encode_cursor(names[limit - 1])

@@ -5,7 +5,10 @@ Every function raises a 4xx domain error whose message says what to fix.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -25,6 +28,8 @@ from .errors import (
 from .keys import COLLECTION_NAME, Key, check_json_key, key_bytes, parse_path_key
 from .store import Op
 
+_JSON_WHITESPACE = b" \t\n\r"
+_PAGE_SIZE = re.compile(r"[0-9]{1,9}")
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no", "")
 
@@ -47,10 +52,22 @@ def check_key(key: Key, limits: Limits) -> Key:
     return key
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def path_key(request: web.Request, limits: Limits) -> Key:
-    """The typed key of an item route: the path segment and ``?key_type=``."""
-    key_type = request.query.get("key_type", "str")
-    return check_key(parse_path_key(request.match_info["key"], key_type), limits)
+    """The typed key of an item route: the path segment and ``?key_type=``.
+    The segment is decoded here, strictly: a stray '%' or escapes that are not
+    UTF-8 would otherwise be kept as literal text, naming another key's item."""
+    raw = request.rel_url.raw_parts[-1]
+    if _BAD_ESCAPE.search(raw):
+        raise InvalidKey("a '%' in a key must be sent as %25")
+    try:
+        text = unquote(raw, errors="strict")
+        text.encode()  # no lone surrogates either
+    except UnicodeError:
+        raise InvalidKey("the key's %-escapes must spell UTF-8 text") from None
+    return check_key(parse_path_key(text, request.query.get("key_type", "str")), limits)
 
 
 def flag(request: web.Request, name: str) -> bool:
@@ -66,7 +83,7 @@ def page_size(request: web.Request, limits: Limits) -> int:
     text = request.query.get("limit")
     if text is None:
         return limits.default_page_size
-    if not text.isdigit() or not 1 <= int(text) <= limits.max_page_size:
+    if not _PAGE_SIZE.fullmatch(text) or not 1 <= int(text) <= limits.max_page_size:
         raise InvalidInput(f"limit must be an integer from 1 to {limits.max_page_size}")
     return int(text)
 
@@ -77,6 +94,9 @@ def _check_json_content_type(request: web.Request) -> None:
         raise UnsupportedMediaType(
             f"send the body as JSON with 'Content-Type: application/json', not {content_type!r}"
         )
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"JSON is UTF-8; charset={charset} is not supported")
 
 
 def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
@@ -86,10 +106,14 @@ def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
         )
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, parse: Callable[[bytes], Any] = exactjson.loads) -> Any:
     try:
-        return exactjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return parse(body)
+    except ValueError as exc:  # the JSONDecodeErrors, and nesting too deep to read exactly
+        if "infinity" in str(exc):
+            raise InvalidJSON(
+                f"a number is beyond the range of a double (about 1.8e308): {exc}"
+            ) from None
         raise InvalidJSON(f"body is not JSON (NaN and Infinity are not JSON): {exc}") from None
 
 
@@ -97,9 +121,9 @@ async def json_value(request: web.Request, limits: Limits) -> bytes:
     """The request body, checked to be one JSON value within the size limit,
     as the bytes to store (exactly as sent, without surrounding white space)."""
     _check_json_content_type(request)
-    body = (await request.read()).strip()
+    body = (await request.read()).strip(_JSON_WHITESPACE)
     _check_value_size(len(body), limits)
-    _loads(body)
+    _loads(body, orjson.loads)  # only checked: the bytes are stored, every digit kept
     return body
 
 
