@@ -109,12 +109,14 @@ def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
 def _loads(body: bytes, parse: Callable[[bytes], Any] = exactjson.loads) -> Any:
     try:
         return parse(body)
-    except ValueError as exc:  # the JSONDecodeErrors, and nesting too deep to read exactly
+    except orjson.JSONDecodeError as exc:
         if "infinity" in str(exc):
             raise InvalidJSON(
                 f"a number is beyond the range of a double (about 1.8e308): {exc}"
             ) from None
         raise InvalidJSON(f"body is not JSON (NaN and Infinity are not JSON): {exc}") from None
+    except ValueError as exc:  # exactjson: too deep to read with every digit
+        raise InvalidJSON(f"{exc}: store such a value with PUT, which keeps it as sent") from None
 
 
 async def json_value(request: web.Request, limits: Limits) -> bytes:
