@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 import orjson
 
+T = TypeVar("T")
+
 # An integer orjson cannot hold (below -2**63 or above 2**64 - 1) has at least
 # 19 digits after a minus sign or 20 without one. Digits inside strings and
 # long fractions match too: harmless, they only take the slower exact path.
-T = TypeVar("T")
-
 _LONG_DIGITS = re.compile(rb"-\d{19}|\d{20}")
 
 
