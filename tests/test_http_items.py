@@ -101,7 +101,7 @@ async def test_a_percent_sign_is_sent_as_25(client: Client) -> None:
     literal = URL("/collections/c/items/100%25FF", encoded=True)
     assert (await put(client, literal, "literal")).status == 201
     assert await (await client.get(literal)).json() == "literal"
-    listing = await (await client.get("/collections/c/items", params={"keys_only": "1"})).json()
+    listing = await (await client.get("/collections/c/items", params={"keys_only": "true"})).json()
     assert listing["items"] == [{"key": "100%FF"}]
 
 

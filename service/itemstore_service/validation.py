@@ -30,8 +30,6 @@ from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
 _PAGE_SIZE = re.compile(r"[0-9]{1,9}")
-_TRUE = ("true", "1", "yes")
-_FALSE = ("false", "0", "no", "")
 
 
 def collection_name(request: web.Request) -> str:
@@ -71,12 +69,10 @@ def path_key(request: web.Request, limits: Limits) -> Key:
 
 
 def flag(request: web.Request, name: str) -> bool:
-    text = request.query.get(name, "false").lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidInput(f"query parameter {name} must be true or false, not {text!r}")
+    text = request.query.get(name, "false")
+    if text not in ("true", "false"):
+        raise InvalidInput(f"query parameter {name} must be true or false, not {text!r}")
+    return text == "true"
 
 
 def page_size(request: web.Request, limits: Limits) -> int:
