@@ -30,6 +30,7 @@ from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
 _PAGE_SIZE = re.compile(r"[0-9]{1,9}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a '%' that starts no escape
 
 
 def collection_name(request: web.Request) -> str:
@@ -48,9 +49,6 @@ def check_key(key: Key, limits: Limits) -> Key:
     if size > limits.max_key_bytes:
         raise InvalidKey(f"key is {size} bytes of UTF-8; the limit is {limits.max_key_bytes}")
     return key
-
-
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def path_key(request: web.Request, limits: Limits) -> Key:
