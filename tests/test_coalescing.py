@@ -118,6 +118,18 @@ async def test_same_key_twice_in_one_batch_keeps_the_later_and_answers_both(
         await store.get("c", "k", consistent=True)
 
 
+async def test_a_delete_then_a_put_in_one_batch_answers_the_removed_value(
+    store: Store, counting: CountingBackend
+) -> None:
+    await store.put("c", "k", b'{"old": 1}')
+    counting.calls.clear()
+    deleted, put = await asyncio.gather(store.delete("c", "k"), store.put("c", "k", b"2"))
+    assert counting.calls["write_many"] == 1
+    assert deleted.value == b'{"old": 1}'
+    assert put.status == 201  # it came after the delete
+    assert (await store.get("c", "k", consistent=True)).value == b"2"
+
+
 async def test_a_failed_batch_fails_exactly_its_own_requests(
     store: Store, counting: CountingBackend
 ) -> None:

@@ -4,6 +4,7 @@ nothing of a rejected request is stored."""
 from __future__ import annotations
 
 import io
+from base64 import urlsafe_b64encode
 from typing import Any
 
 import pytest
@@ -133,6 +134,9 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(client: Client) -> N
         ({"cursor": "!!!"}, "invalid-cursor"),
         ({"cursor": "a"}, "invalid-cursor"),
         ({"cursor": "YQ"}, "invalid-cursor"),  # base64 of "a": not a position
+        ({"cursor": "bjEuMA"}, "invalid-cursor"),  # "n1.0": not how 1 is written
+        ({"cursor": "bi0w"}, "invalid-cursor"),  # "n-0"
+        ({"cursor": urlsafe_b64encode(b"s" + b"a" * 1100).decode()}, "invalid-cursor"),
         ({"cursor": "7aCA"}, "invalid-cursor"),  # a lone surrogate
         ({"limit": "\u00b2"}, "invalid-input"),  # str.isdigit() says yes, int() says no
         ({"limit": "\uff15"}, "invalid-input"),
@@ -151,6 +155,12 @@ async def test_bad_collection_listing_parameters_are_400(
 ) -> None:
     response = await client.get("/collections", params=query)
     await problem(response, 400, "invalid-cursor" if "cursor" in query else "invalid-input")
+
+
+async def test_a_prefix_longer_than_any_key_matches_nothing(client: Client) -> None:
+    await client.put("/collections/c/items/k", data=b"1", headers=JSON)
+    response = await client.get("/collections/c/items", params={"prefix": "k" * 1100})
+    assert await response.json() == {"items": [], "next_cursor": None}
 
 
 async def test_bad_conditional_headers_are_400(client: Client) -> None:

@@ -248,6 +248,16 @@ async def test_batch_applies_ops_in_order(client: Client) -> None:
     assert await (await client.get(item_url("7", key_type="int"))).json() == "seven"
 
 
+async def test_batch_delete_then_put_answers_the_removed_value(client: Client) -> None:
+    await put(client, item_url("x"), {"a": 1})
+    ops = [{"op": "delete", "key": "x"}, {"op": "put", "key": "x", "value": 2}]
+    response = await client.post("/collections/users/batch", json={"ops": ops})
+    results = orjson.loads(await response.read())["results"]
+    assert [r["status"] for r in results] == [200, 201]
+    assert results[0]["value"] == {"a": 1}
+    assert await (await client.get(item_url("x"))).json() == 2
+
+
 async def test_batch_of_gets(client: Client) -> None:
     await put(client, item_url("a"), "A")
     ops = [{"op": "get", "key": "a"}, {"op": "get", "key": "b"}, {"op": "get", "key": "a"}]

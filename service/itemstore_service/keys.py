@@ -30,6 +30,7 @@ BOOL_TAG: Final = "b"
 _INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _FLOAT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 MAX_INT_DIGITS: Final = 309  # 10**309 is past the largest double
+MAX_SORT_KEY_BYTES: Final = 1024  # DynamoDB's limit, above any key's sort key
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -67,11 +68,16 @@ def _short(text: str) -> str:
 def is_sort_key(sk: str) -> bool:
     """Whether ``sk`` is what :func:`encode_key` makes of some key."""
     tag, text = sk[:1], sk[1:]
+    if len(sk.encode()) > MAX_SORT_KEY_BYTES:
+        return False
     if tag == STR_TAG:
         return bool(text)
     if tag == BOOL_TAG:
         return text in ("true", "false")
-    return tag == NUMBER_TAG and bool(_FLOAT_TEXT.fullmatch(text))
+    if tag != NUMBER_TAG or not _FLOAT_TEXT.fullmatch(text):
+        return False
+    number = decode_key(sk)
+    return encode_key(number) == sk  # canonical: not "n1.0", "n-0" or "n1e999"
 
 
 def check_json_key(value: object) -> Key:

@@ -24,7 +24,15 @@ import orjson
 from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
-from .keys import COLLECTION_NAME, Key, decode_key, encode_key, is_sort_key, str_prefix
+from .keys import (
+    COLLECTION_NAME,
+    MAX_SORT_KEY_BYTES,
+    Key,
+    decode_key,
+    encode_key,
+    is_sort_key,
+    str_prefix,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +147,18 @@ class Store:
         answered from the state it would have seen."""
         final: dict[ItemKey, Record | None] = {}
         read_first: list[ItemKey] = []  # keys a get sees before any write of the batch
+        deleted_first: list[ItemKey] = []  # keys whose first write is a delete
         for op in ops:
+            if op.key not in final:
+                if op.kind == "get":
+                    read_first.append(op.key)
+                elif op.kind == "delete":
+                    deleted_first.append(op.key)
             if op.kind != "get":
                 final[op.key] = op.record
-            elif op.key not in final:
-                read_first.append(op.key)
+        # A delete answers the value it removed, but write_many returns values
+        # only for the keys it deletes: a key put again later needs reading.
+        read_first += [key for key in deleted_first if final[key] is not None]
         puts = {key: record for key, record in final.items() if record is not None}
         deletes = [key for key, record in final.items() if record is None]
         state: dict[ItemKey, Record] = {}
@@ -255,10 +270,13 @@ class Store:
     ) -> Page:
         """One page of the collection in key order; ``prefix`` selects str keys."""
         after = decode_cursor(cursor, is_sort_key) if cursor else None
+        sk_prefix = "" if prefix is None else str_prefix(prefix)
+        if len(sk_prefix.encode()) > MAX_SORT_KEY_BYTES:  # longer than any key
+            return Page([], None)
         listed = await self.backend.query(
             collection,
             after=after,
-            prefix="" if prefix is None else str_prefix(prefix),
+            prefix=sk_prefix,
             limit=limit + 1,
             keys_only=keys_only,
         )
