@@ -4,7 +4,12 @@ nothing of a rejected request is stored."""
 from __future__ import annotations
 
 import io
+import json
+import socket
+import time
+import urllib.request
 from base64 import urlsafe_b64encode
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +18,7 @@ from aiohttp.web import Application, Request
 
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
+from tests.live_service import itemstore_serve
 
 Client = TestClient[Request, Application]
 JSON = {"Content-Type": "application/json"}
@@ -222,3 +228,19 @@ async def test_token_protects_data_routes_but_not_probes(
     for header in ("bearer S3CRET", "Basic s3cret", "s3cret", "Bearer"):
         response = await client.get("/collections", headers={"Authorization": header})
         await problem(response, 401, "unauthorized")
+
+
+def test_a_client_gone_mid_body_is_no_server_error(tmp_path: Path) -> None:
+    log = tmp_path / "service.log"
+    with itemstore_serve(tmp_path, log) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"PUT /collections/c/items/k HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            time.sleep(0.2)  # the handler is waiting for the rest of the body
+        time.sleep(0.3)  # the server notices the closed connection
+        with urllib.request.urlopen(url + "/collections/c") as answer:
+            assert json.load(answer)["count"] == 0
+    assert '"level":"error"' not in log.read_text()

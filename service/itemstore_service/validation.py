@@ -100,6 +100,13 @@ def _check_value_size(size: int, limits: Limits, what: str = "value") -> None:
         )
 
 
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except ConnectionResetError:  # nobody will read the answer; no error to log either
+        raise InvalidInput("the connection closed before the whole body arrived") from None
+
+
 def _loads(body: bytes, parse: Callable[[bytes], Any] = exactjson.loads) -> Any:
     try:
         return parse(body)
@@ -117,7 +124,7 @@ async def json_value(request: web.Request, limits: Limits) -> bytes:
     """The request body, checked to be one JSON value within the size limit,
     as the bytes to store (exactly as sent, without surrounding white space)."""
     _check_json_content_type(request)
-    body = (await request.read()).strip(_JSON_WHITESPACE)
+    body = (await _body(request)).strip(_JSON_WHITESPACE)
     _check_value_size(len(body), limits)
     _loads(body, orjson.loads)  # only checked: the bytes are stored, every digit kept
     return body
@@ -127,7 +134,7 @@ async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
     """Every op of a batch body, or InvalidBatch listing each bad op: nothing
     of a batch is written unless all of it is valid."""
     _check_json_content_type(request)
-    document = _loads(await request.read())
+    document = _loads(await _body(request))
     ops = document.get("ops") if isinstance(document, dict) else None
     if not isinstance(ops, list) or not ops:
         raise InvalidBatch('body must be {"ops": [...]} with at least one op')
