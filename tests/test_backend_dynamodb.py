@@ -145,6 +145,20 @@ async def test_list_collections_skips_many_emptied(dynamodb_config: Config) -> N
         assert await backend.list_collections(after="c03", limit=5) == ["c10"]
 
 
+async def test_a_collection_is_listed_whichever_shard_holds_its_items(
+    dynamodb_config: Config,
+) -> None:
+    async with open_dynamodb(dynamodb_config) as backend:
+
+        def shard(sk: str) -> int:
+            return zlib.crc32(sk.encode()) % backend.shards
+
+        assert (shard("sc"), shard("sa")) == (0, 4)  # with the default 8 shards
+        await backend.write_many({("in0", "sc"): Record(b"1", "v")}, [])
+        await backend.write_many({("in4", "sa"): Record(b"1", "v")}, [])
+        assert await backend.list_collections(after=None, limit=10) == ["in0", "in4"]
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
