@@ -51,3 +51,6 @@ def test_what_is_not_json_is_refused() -> None:
         exactjson.dumps({1, 2})
     with pytest.raises(TypeError):
         exactjson.dumps([2**70, {1, 2}])
+    for value in ({1: "a"}, [2**70, {1: "a"}], [2**70, {"a": ({None: 1},)}]):
+        with pytest.raises(TypeError):
+            exactjson.dumps(value)  # the standard library would write {"1": "a"}

@@ -27,7 +27,18 @@ def check_key(key: object) -> Key:
         raise ValidationError(
             "a key must not be empty", status=400, code="invalid-key", title="Invalid key"
         )
-    if isinstance(key, bool | int | str):
+    if isinstance(key, str):
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"a key must be Unicode text without lone surrogates, not {key!r}",
+                status=400,
+                code="invalid-key",
+                title="Invalid key",
+            ) from None
+        return key
+    if isinstance(key, bool | int):
         return key
     if isinstance(key, float):
         if not math.isfinite(key):

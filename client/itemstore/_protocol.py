@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -116,7 +117,10 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
         extras = {k: v for k, v in body.items() if k not in ("detail", "code", "title", "status")}
     else:
         text = response.body[:200].decode("utf-8", "replace")
-        detail, code, title, extras = f"HTTP {status} from {url}: {text}", "", "", {}
+        short = url if len(url) <= 120 else url[:117] + "..."
+        title = _phrase(status)
+        detail = f"HTTP {status} {title} from {short}" + (f": {text}" if text else "")
+        code, extras = "", {}
     kwargs: dict[str, Any] = {"status": status, "code": code, "title": title, "extras": extras}
     if status in (400, 413, 415):
         return ValidationError(detail, **kwargs)
@@ -130,6 +134,26 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
         after = parse_retry_after(response.headers.get("Retry-After"))
         return Unavailable(detail, retry_after=after, **kwargs)
     return ItemstoreError(detail, **kwargs)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def applied_before(error: ItemstoreError, applied: int, total: int) -> ItemstoreError:
+    """``error`` of a batch call that came after ``applied`` of ``total`` ops
+    were already applied by earlier calls: its detail says so, and the
+    indexes of ``extras["errors"]`` count from the first op of all."""
+    if applied:
+        error.detail = f"{applied} of {total} ops were applied before this failed: {error.detail}"
+        error.args = (error.detail,)
+        for entry in error.extras.get("errors") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+                entry["index"] += applied
+    return error
 
 
 def connection_error(request: Request, reason: object) -> Unavailable:
@@ -260,7 +284,9 @@ class Core:
         req = self._request("HEAD", path, query)
 
         def decode(r: Response) -> bool:
-            if r.status == 404:  # HEAD answers carry no body to tell item from route
+            # HEAD answers carry no body to tell item from route; a 400 is a key
+            # the service refuses, which no collection holds (a dict says False).
+            if r.status in (400, 404):
                 return False
             if r.status != 200:
                 raise self._fail(req, r)
@@ -363,8 +389,6 @@ class Core:
         req = self._request("GET", f"/collections/{check_collection_name(collection)}")
 
         def decode(r: Response) -> int:
-            if r.status == 404:
-                return 0
             return int(self._json(req, r, 200)["count"])
 
         return Call(req, decode)
@@ -374,8 +398,6 @@ class Core:
         req = self._request("DELETE", path, replay=Replay.IF_NOT_APPLIED)
 
         def decode(r: Response) -> int:
-            if r.status == 404:
-                return 0
             return int(self._json(req, r, 200).get("deleted", 0))
 
         return Call(req, decode)

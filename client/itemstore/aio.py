@@ -14,12 +14,14 @@ from ._protocol import (
     Item,
     Limits,
     OpResult,
+    applied_before,
     check_collection_name,
     split_ops,
 )
 from ._retry import RetryPolicy
 from ._transport import AsyncTransport
 from .client import DEFAULT_URL, lookup_key, pairs_of, put_ops
+from .errors import ItemstoreError
 from .exactjson import dumps
 
 if TYPE_CHECKING:
@@ -91,7 +93,10 @@ class AsyncClient:
         results: list[OpResult] = []
         limits = await self.limits()
         for chunk in split_ops(ops, limits.max_batch_ops, limits.max_request_bytes):
-            chunk_results = await self.run(self._core.batch(collection, chunk))
+            try:
+                chunk_results = await self.run(self._core.batch(collection, chunk))
+            except ItemstoreError as error:
+                raise applied_before(error, len(results), len(ops)) from None
             results.extend(chunk_results)
         return results
 

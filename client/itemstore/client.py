@@ -22,12 +22,14 @@ from ._protocol import (
     Limits,
     OpResult,
     Page,
+    applied_before,
     check_collection_name,
     encode_op,
     split_ops,
 )
 from ._retry import RetryPolicy
 from ._transport import SyncTransport
+from .errors import ItemstoreError, ValidationError
 from .exactjson import dumps
 
 if TYPE_CHECKING:
@@ -101,7 +103,10 @@ class Client:
         results: list[OpResult] = []
         limits = self.limits
         for chunk in split_ops(ops, limits.max_batch_ops, limits.max_request_bytes):
-            chunk_results = self.run(self._core.batch(collection, chunk))
+            try:
+                chunk_results = self.run(self._core.batch(collection, chunk))
+            except ItemstoreError as error:
+                raise applied_before(error, len(results), len(ops)) from None
             results.extend(chunk_results)
         return results
 
@@ -124,12 +129,14 @@ class Client:
 
 
 def lookup_key(key: object) -> Key | None:
-    """The key to look up for ``key in c``: None for a hashable value of another
-    type (as a dict answers False); TypeError for an unhashable one."""
+    """The key to look up for ``key in c``: None for a hashable value that is no
+    key the service takes (as a dict answers False); TypeError for an
+    unhashable one."""
     hash(key)
-    if isinstance(key, bool | int | float | str):
-        return key
-    return None
+    try:
+        return check_key(key)
+    except (TypeError, ValidationError):
+        return None
 
 
 def pairs_of(other: Any, kwargs: Mapping[str, Any]) -> Iterator[tuple[Key, Any]]:

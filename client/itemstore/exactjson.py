@@ -43,13 +43,34 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
+        # Only these two: the standard library would also write what orjson
+        # rightly refuses, such as dict keys that are not strings.
+        if not str(exc).startswith(("Integer exceeds", "Recursion limit")):
+            raise
         refused = exc
+    if not _str_keys_only(value):
+        raise orjson.JSONEncodeError("Dict key must be str") from None
     try:
         return json.dumps(
             value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode()
     except (TypeError, ValueError, RecursionError):
         raise refused from None
+
+
+def _str_keys_only(value: Any) -> bool:
+    """Whether every dict inside ``value`` has str keys only, as orjson demands
+    (the standard library would write ``{1: 0}`` as ``{"1": 0}``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
 
 
 def exact(value: T) -> T | orjson.Fragment:

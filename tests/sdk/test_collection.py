@@ -68,6 +68,13 @@ def test_keys_keep_their_type(coll: Collection) -> None:
     assert len(coll) == 4
 
 
+def test_dict_keys_in_values_must_be_strings(coll: Collection) -> None:
+    for value in ({1: "a", "1": "b"}, {None: 1}, [2**70, {1: 2}]):
+        with pytest.raises(TypeError):
+            coll["v"] = value  # not rewritten to {"1": ...}: refused, as orjson does
+    assert "v" not in coll
+
+
 def test_integers_beyond_64_bits_keep_every_digit(coll: Collection) -> None:
     big = 2**70 + 1
     coll[big] = {"n": big, "negative": -big}
@@ -97,7 +104,20 @@ def test_invalid_keys_raise_validation_error(coll: Collection) -> None:
         with pytest.raises(ValidationError):
             coll.get(bad)
     with pytest.raises(ValidationError):
-        "" in coll  # noqa: B015 - the check itself must raise
+        coll["\ud800"] = 1  # a lone surrogate is no text the service can store
+    # A key the service refuses is in no collection: `in` says False, as a dict does.
+    for bad in ("", "k" * 1001, float("nan"), "\ud800", 10**400):
+        assert bad not in coll
+
+
+def test_a_split_update_says_what_was_applied(coll: Collection) -> None:
+    items: dict[str, object] = {f"k{i:03}": i for i in range(150)}
+    items["k149"] = "x" * (coll.client.limits.max_value_bytes + 1)
+    with pytest.raises(ValidationError) as info:
+        coll.update(items)  # two batch calls: 100 ops, then 50 with a bad one
+    assert info.value.detail.startswith("100 of 150 ops were applied before this failed")
+    assert [e["index"] for e in info.value.extras["errors"]] == [149]
+    assert len(coll) == 100
 
 
 def test_setdefault_is_atomic_create(coll: Collection) -> None:

@@ -16,6 +16,7 @@ from itemstore import (
     AsyncClient,
     Client,
     Collection,
+    ItemstoreError,
     RetryPolicy,
     Unauthorized,
     Unavailable,
@@ -48,6 +49,9 @@ def test_token_required(token_service_url: str) -> None:
         assert anonymous.info()["service"] == "itemstore"  # GET / is open
     with Client(token_service_url, token="wrong") as wrong, pytest.raises(Unauthorized):
         wrong.collection("c").get("k")
+    with Client(token_service_url) as anonymous, pytest.raises(Unauthorized) as head:
+        "k" in anonymous.collection("c")  # noqa: B015 - a HEAD: no problem body
+    assert head.value.detail.startswith("HTTP 401 Unauthorized from http://")
     with Client(token_service_url, token="s3cret") as client:
         client.collection("c")["k"] = 1
         assert client.collection("c")["k"] == 1
@@ -178,6 +182,15 @@ async def test_async_retries(faults: tuple[Faults, str], serve_fake: ServeApp) -
             with pytest.raises(Unavailable):
                 await client.collection("c").delete("k")
     assert broken.seen == ["GET", "GET", "DELETE"]
+
+
+def test_a_wrong_base_path_is_an_error_not_an_empty_collection(service_url: str) -> None:
+    with Client(service_url + "/prefix") as wrong:
+        with pytest.raises(ItemstoreError) as info:
+            len(wrong.collection("c"))
+        assert info.value.status == 404 and info.value.code == "not-found"
+        with pytest.raises(ItemstoreError):
+            wrong.collection("c").clear()
 
 
 def test_collection_names_checked_locally(sync_client: Client) -> None:
