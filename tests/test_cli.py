@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from itemstore_service.cli import build_parser, check_config, config_from_args
 from itemstore_service.config import Config
+
+
+@contextmanager
+def mock_env(**values: str) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
 
 
 def parse(*argv: str) -> Config:
@@ -106,3 +119,71 @@ def test_help_explains_every_flag() -> None:
         "ITEMSTORE_",
     ):
         assert flag in result.stdout
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "itemstore_service", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ITEMSTORE_PORT", "abc", "argument --port: invalid int value: 'abc'"),
+        ("ITEMSTORE_WORKERS", "two", "argument --workers: invalid int value: 'two'"),
+        ("ITEMSTORE_BACKEND", "mongo", "--backend must be sqlite or dynamodb, not 'mongo'"),
+        ("ITEMSTORE_LOG_LEVEL", "verbose", "--log-level must be debug, info"),
+        ("ITEMSTORE_SHUTDOWN_TIMEOUT", "-5", "--shutdown-timeout must be 0 or more"),
+    ],
+)
+def test_bad_environment_values_exit_2_with_a_message(
+    variable: str, value: str, message: str, tmp_path: Path
+) -> None:
+    result = run_cli("serve", env={variable: value, "ITEMSTORE_SQLITE_PATH": str(tmp_path / "db")})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_a_flag_overrides_a_bad_environment_value() -> None:
+    with mock_env(ITEMSTORE_PORT="abc"):
+        assert parse("--port", "9000").port == 9000
+
+
+def test_the_token_stays_out_of_help() -> None:
+    result = run_cli("serve", "--help", env={"ITEMSTORE_TOKEN": "s3cret-token"})
+    assert result.returncode == 0
+    assert "s3cret-token" not in result.stdout
+    with mock_env(ITEMSTORE_TOKEN="s3cret-token"):
+        assert parse().token == "s3cret-token"
+        assert parse("--token", "other").token == "other"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_a_one_line_error(workers: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli(
+            "serve", "--port", port, "--workers", workers, "--sqlite-path", str(tmp_path / "db")
+        )
+    assert result.returncode == 1
+    assert "in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unusable_sqlite_path_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    result = run_cli("serve", "--port", port, "--sqlite-path", str(tmp_path / "no" / "dir" / "db"))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -16,6 +19,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, Limits
+from .errors import ItemstoreError
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -48,13 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def option(flag: str, help: str, type: Any = str, default: Any = None, **kw: Any) -> None:
+        # An environment value is given to argparse as text, so it is converted
+        # (and refused with a clear message) only when no flag overrides it.
         env = _env(flag)
         serve.add_argument(
-            f"--{flag}",
-            type=type,
-            default=type(env) if env is not None else default,
-            help=help,
-            **kw,
+            f"--{flag}", type=type, default=env if env is not None else default, help=help, **kw
         )
 
     def switch(flag: str, help: str) -> None:
@@ -85,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.workers,
     )
-    option("token", "require 'Authorization: Bearer <token>' on data routes")
+    serve.add_argument(  # no default shown in --help: it would print ITEMSTORE_TOKEN
+        "--token",
+        default=argparse.SUPPRESS,
+        help="require 'Authorization: Bearer <token>' on data routes",
+    )
     switch("no-coalesce", "one backend call per request (only to measure what batching buys)")
     option(
         "max-value-bytes",
@@ -110,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    if getattr(args, "token", None) is None:
+        args.token = _env("token")  # kept out of --help, which shows defaults
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     config = Config(**values, coalesce=not args.no_coalesce)
     if args.max_value_bytes != config.limits.max_value_bytes:
@@ -118,7 +126,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def check_config(config: Config) -> str | None:
-    """What is wrong with ``config``, said for a person, or None."""
+    """What is wrong with ``config``, said for a person, or None. (argparse
+    checks choices only on the command line, not on environment values.)"""
+    if config.backend not in ("sqlite", "dynamodb"):
+        return f"--backend must be sqlite or dynamodb, not {config.backend!r}"
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        return f"--log-level must be debug, info, warning or error, not {config.log_level!r}"
+    if config.shutdown_timeout < 0:
+        return f"--shutdown-timeout must be 0 or more, not {config.shutdown_timeout}"
     if not 0 < config.port < 65536:
         return f"--port must be 1..65535, not {config.port}"
     if config.workers < 1:
@@ -145,16 +160,35 @@ def run_worker(config: Config) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:  # uvloop is optional (e.g. on Windows)
         loop = asyncio.new_event_loop()
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        reuse_port=config.workers > 1 or None,
-        access_log=None,  # the observability middleware writes the access log
-        shutdown_timeout=config.shutdown_timeout,
-        print=None,
-        loop=loop,
-    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            reuse_port=config.workers > 1 or None,
+            access_log=None,  # the observability middleware writes the access log
+            shutdown_timeout=config.shutdown_timeout,
+            print=None,
+            loop=loop,
+        )
+    except (OSError, ItemstoreError) as exc:  # a port in use, a path it cannot write ...
+        logging.getLogger("itemstore").error("cannot start: %s", exc)  # no traceback
+        sys.exit(1)
+
+
+def _check_port_free(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None. Workers bind with
+    SO_REUSEPORT, which would also let them share the port with another
+    itemstore unnoticed; a plain bind first fails if anything listens there."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def serve(config: Config) -> None:
@@ -169,22 +203,44 @@ def serve(config: Config) -> None:
         return
     from .observability import prepare_multiprocess_metrics
 
+    problem = _check_port_free(config.host, config.port)
+    if problem:
+        print(f"itemstore: error: {problem}", file=sys.stderr)
+        sys.exit(1)
     prepare_multiprocess_metrics()  # workers share one metrics directory
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=run_worker, args=(config,)) for _ in range(config.workers)]
     for worker in workers:
         worker.start()
 
-    def stop(signum: int, _frame: object) -> None:
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # One worker ending, on a signal or not, ends the service: a half-size
+    # service that says nothing is worse than a restart by the orchestrator.
+    multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    if not stopping:
+        ended = next(w for w in workers if not w.is_alive())
+        print(
+            f"itemstore: error: worker {ended.pid} ended (exit code {ended.exitcode});"
+            " stopping the others",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop()
     for worker in workers:
         worker.join()
-    sys.exit(max((worker.exitcode or 0) for worker in workers))
+    codes = [worker.exitcode or 0 for worker in workers]
+    failed = next((code for code in codes if code), 0)
+    sys.exit(failed if failed >= 0 else 128 - failed)  # killed by signal N: 128 + N
 
 
 def main(argv: Sequence[str] | None = None) -> None:

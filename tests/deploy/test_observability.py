@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from prometheus_client import REGISTRY
@@ -172,21 +173,31 @@ async def test_a_failed_condition_is_timed_but_not_an_error(
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """The service's JSON log setup, writing into a buffer; the root logger
-    is put back as it was afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("info", stream)
+def log_setup() -> Iterator[Callable[[str], io.StringIO]]:
+    """The service's JSON log setup at a given level, writing into a buffer;
+    the loggers are put back as they were afterwards."""
+    root, ours = logging.getLogger(), logging.getLogger("itemstore")
+    handlers, level, our_level = list(root.handlers), root.level, ours.level
+
+    def setup(log_level: str) -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging(log_level, stream)
+        return stream
+
     try:
-        yield stream
+        yield setup
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in handlers:
             root.addHandler(handler)
         root.setLevel(level)
+        ours.setLevel(our_level)
+
+
+@pytest.fixture
+def log_stream(log_setup: Callable[[str], io.StringIO]) -> io.StringIO:
+    return log_setup("info")
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -230,7 +241,9 @@ async def test_no_access_log_unless_asked(
 
 def test_log_records_are_json_and_bearer_tokens_are_masked(log_stream: io.StringIO) -> None:
     log = logging.getLogger("itemstore.test")
-    log.info("header was %s", "Bearer abc.def", extra={"collection": "users"})
+    log.info(
+        "header was %s", "Bearer abc.def", extra={"collection": "users", "path": "/Bearer ghi"}
+    )
     log.debug("below the level")
     try:
         raise ValueError("bad Bearer xyz")
@@ -239,10 +252,36 @@ def test_log_records_are_json_and_bearer_tokens_are_masked(log_stream: io.String
     first, second = lines(log_stream)
     assert first["msg"] == "header was Bearer [redacted]"
     assert first["collection"] == "users"
+    assert first["path"] == "/Bearer [redacted]"
     assert first["logger"] == "itemstore.test" and first["level"] == "info"
     assert "request_id" not in first  # logged outside any request
     assert second["level"] == "error"
     assert "ValueError" in str(second["exc"]) and "xyz" not in str(second["exc"])
+
+
+def test_debug_is_for_itemstore_only(log_setup: Callable[[str], io.StringIO]) -> None:
+    # botocore's debug lines carry request bodies (item values) and credentials.
+    stream = log_setup("debug")
+    logging.getLogger("itemstore.test").debug("ours")
+    logging.getLogger("botocore.endpoint").debug("Making request: {'body': 'SECRET'}")
+    logging.getLogger("botocore.credentials").info("Found credentials")
+    assert [line["msg"] for line in lines(stream)] == ["ours", "Found credentials"]
+
+
+def test_malformed_requests_are_one_info_line_without_their_bytes(
+    log_setup: Callable[[str], io.StringIO],
+) -> None:
+    stream = log_setup("info")
+    try:
+        raise BadHttpMessage("Invalid header", headers=None)
+    except BadHttpMessage as error:
+        # as aiohttp logs a request it cannot parse, bytes and all
+        logging.getLogger("aiohttp.server").error(
+            "Error handling request from 127.0.0.1", exc_info=error
+        )
+    (line,) = lines(stream)
+    assert line["level"] == "info" and "exc" not in line
+    assert line["msg"] == "refused a malformed HTTP request: BadHttpMessage"
 
 
 def test_an_unknown_log_level_is_refused() -> None:
