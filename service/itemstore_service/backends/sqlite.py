@@ -69,13 +69,19 @@ class SQLiteBackend:
         # a blocked flock wakes as soon as it is free, where SQLite's own busy
         # handler sleeps in steps of up to 100 ms (a long write tail).
         self._write_lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        self._wconn = _connect(path)
-        self._wconn.execute(SCHEMA)
-        self._rconn = _connect(path)
-        # The event loop's own connection never waits for a lock: in WAL mode a
-        # reader is blocked only in rare cases (recovery after a crash), and
-        # then get_many goes to the reader thread instead.
-        self._lconn = _connect(path, busy_ms=0)
+        # Workers starting together on a new file would race to switch it to
+        # WAL, which SQLite can refuse at once ("database is locked"): one at a time.
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+        try:
+            self._wconn = _connect(path)
+            self._wconn.execute(SCHEMA)
+            self._rconn = _connect(path)
+            # The event loop's own connection never waits for a lock: in WAL mode a
+            # reader is blocked only in rare cases (recovery after a crash), and
+            # then get_many goes to the reader thread instead.
+            self._lconn = _connect(path, busy_ms=0)
+        finally:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
