@@ -226,9 +226,12 @@ def serve(config: Config) -> None:
     signal.signal(signal.SIGINT, stop)
     # One worker ending, on a signal or not, ends the service: a half-size
     # service that says nothing is worse than a restart by the orchestrator.
-    multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    ready = multiprocessing.connection.wait([worker.sentinel for worker in workers])
     if not stopping:
-        ended = next(w for w in workers if not w.is_alive())
+        # The sentinel is ready when the process closes it, maybe a moment
+        # before is_alive() can tell: join the one that ended.
+        ended = next(w for w in workers if w.sentinel in ready)
+        ended.join()
         print(
             f"itemstore: error: worker {ended.pid} ended (exit code {ended.exitcode});"
             " stopping the others",

@@ -103,3 +103,27 @@ async def test_sigterm_during_writes_keeps_every_acknowledged_write(
     missing = sorted(set(acked) - set(found))
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes lost: {missing[:10]}"
     assert found == acked
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The server workers among a process's children (not multiprocessing's
+    resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_a_dead_worker_stops_the_service_with_a_failure(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    service = start_service(["itemstore", "serve"], serve_env(tmp_path, 2), tmp_path)
+    workers = _worker_pids(service.process.pid)
+    assert len(workers) == 2, service.output()
+    os.kill(workers[0], signal.SIGKILL)
+    assert service.process.wait(timeout=30) == 128 + signal.SIGKILL, service.output()
+    assert f"worker {workers[0]} ended" in service.output()
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
