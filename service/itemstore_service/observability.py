@@ -206,11 +206,8 @@ class MalformedRequestFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if record.name == "aiohttp.server" and isinstance(error, HttpProcessingError):
-            record.msg, record.args, record.exc_info = (
-                "refused a malformed HTTP request: %s",
-                (type(error).__name__,),
-                None,
-            )
+            record.msg = f"refused a malformed HTTP request: {type(error).__name__}"
+            record.args, record.exc_info, record.exc_text = None, None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
             return logging.getLogger().isEnabledFor(logging.INFO)
         return True
