@@ -15,6 +15,7 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY client ./client
 COPY service ./service
+COPY wire ./wire
 RUN pip install --no-cache-dir "./[server]"
 
 

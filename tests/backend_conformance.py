@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
-from itemstore_service.keys import Key, decode_key, encode_key, str_prefix
+from itemstore_service.keys import decode_key, encode_key, str_prefix
+from itemstore_wire.contract import Key
 
 Opener = Callable[[], AbstractAsyncContextManager[Backend]]
 

@@ -24,8 +24,9 @@ from itemstore_service import errors
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends.base import Backend, ItemKey, Listed, Record
-from itemstore_service.config import Config, Limits
+from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
+from itemstore_wire.contract import Limits
 from tests.test_openapi import (
     SPEC,
     Answer,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itemstore import exactjson
+from itemstore_wire import exactjson
 
 integers = st.integers() | st.integers(min_value=-(2**200), max_value=2**200)
 json_values = st.recursive(

@@ -26,7 +26,8 @@ from referencing.jsonschema import DRAFT202012
 from itemstore_service import errors
 from itemstore_service.app import create_app
 from itemstore_service.auth import PUBLIC_PATHS
-from itemstore_service.config import Config, Limits
+from itemstore_service.config import Config
+from itemstore_wire.contract import Limits
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))

@@ -5,8 +5,9 @@ users = Client("http://127.0.0.1:8080").collection("users")
 users["ada"] = {"email": "ada@example.com"}
 """
 
-from ._keys import Key
-from ._protocol import Item, Limits
+from itemstore_wire.contract import Key, Limits
+
+from ._protocol import Item
 from ._retry import RetryPolicy
 from .aio import AsyncClient, AsyncCollection
 from .client import Client, Collection

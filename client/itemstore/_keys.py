@@ -8,13 +8,12 @@ A key is a ``str``, ``int``, ``float`` or ``bool``. As in a dict, ``1`` and
 from __future__ import annotations
 
 import math
-from typing import Literal
 from urllib.parse import quote
+
+from itemstore_wire.contract import Key
 
 from .errors import ValidationError
 
-Key = str | int | float | bool
-KeyType = Literal["str", "int", "float", "bool"]
 KeyTag = tuple[str, str | int | float | bool]
 """A hashable identity of a key that keeps ``True`` apart from ``1``."""
 
@@ -50,16 +49,6 @@ def check_key(key: object) -> Key:
             )
         return key
     raise TypeError(f"itemstore keys are str, int, float or bool, not {type(key).__name__}")
-
-
-def key_type(key: Key) -> KeyType:
-    if isinstance(key, bool):
-        return "bool"
-    if isinstance(key, str):
-        return "str"
-    if isinstance(key, int):
-        return "int"
-    return "float"
 
 
 def key_text(key: Key) -> str:

@@ -8,20 +8,20 @@ bytes; all protocol knowledge lives here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from ._keys import Key, check_key, key_type, path_segment
+from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, key_type
+from itemstore_wire.exactjson import dumps, loads
+
+from ._keys import check_key, path_segment
 from ._retry import Replay
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
-from .exactjson import dumps, loads
 
 T = TypeVar("T")
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 JSON = "application/json"
 
 
@@ -73,28 +73,10 @@ class OpResult:
     problem: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The limits the service publishes at ``GET /``."""
-
-    max_key_bytes: int = 1000
-    max_value_bytes: int = 358400
-    max_batch_ops: int = 100
-    max_page_size: int = 1000
-    default_page_size: int = 100
-    max_request_bytes: int = 16 * 1024 * 1024
-
-    @classmethod
-    def from_info(cls, info: Mapping[str, Any]) -> Limits:
-        given = info.get("limits") or {}
-        known = {k: int(v) for k, v in given.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
 def check_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
         raise ValidationError(
-            f"collection name {name!r} must match [A-Za-z0-9_.-]{{1,128}}",
+            f"collection name {name!r} must be {COLLECTION_NAME_RULE}",
             status=400,
             code="invalid-collection-name",
             title="Invalid collection name",

@@ -7,9 +7,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._keys import Key, KeyTag, check_key, key_tag
+from itemstore_wire.contract import Key
+from itemstore_wire.exactjson import dumps
+
+from ._keys import KeyTag, check_key, key_tag
 from ._protocol import encode_op
-from .exactjson import dumps
 
 
 class Remote(enum.Enum):

@@ -7,22 +7,14 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._keys import Key
-from ._protocol import (
-    Call,
-    Core,
-    Item,
-    Limits,
-    OpResult,
-    applied_before,
-    check_collection_name,
-    split_ops,
-)
+from itemstore_wire.contract import Key, Limits
+from itemstore_wire.exactjson import dumps
+
+from ._protocol import Call, Core, Item, OpResult, applied_before, check_collection_name, split_ops
 from ._retry import RetryPolicy
 from ._transport import AsyncTransport
 from .client import DEFAULT_URL, lookup_key, pairs_of, put_ops
 from .errors import ItemstoreError
-from .exactjson import dumps
 
 if TYPE_CHECKING:
     from .session import AsyncSession

@@ -14,12 +14,14 @@ from collections.abc import (
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._keys import Key, check_key
+from itemstore_wire.contract import Key, Limits
+from itemstore_wire.exactjson import dumps
+
+from ._keys import check_key
 from ._protocol import (
     Call,
     Core,
     Item,
-    Limits,
     OpResult,
     Page,
     applied_before,
@@ -30,7 +32,6 @@ from ._protocol import (
 from ._retry import RetryPolicy
 from ._transport import SyncTransport
 from .errors import ItemstoreError, ValidationError
-from .exactjson import dumps
 
 if TYPE_CHECKING:
     from .session import Session

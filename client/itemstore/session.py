@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, ItemsView, Iterator, KeysView, Mutabl
 from types import TracebackType
 from typing import Any
 
-from ._keys import Key, KeyTag, check_key
+from itemstore_wire.contract import Key
+from itemstore_wire.exactjson import dumps
+
+from ._keys import KeyTag, check_key
 from ._protocol import check_collection_name, encode_op
 from ._session_state import Entry, SessionState
 from .aio import AsyncClient
 from .client import Client, lookup_key, pairs_of
-from .exactjson import dumps
 
 _MISSING: Any = object()
 

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from dataclasses import fields, replace
 from typing import Any
 
+from itemstore_wire.contract import Limits
+
 from . import __version__
-from .config import Config, Limits
+from .config import Config
 from .errors import ItemstoreError
 
 _TRUE = {"1", "true", "yes", "on"}

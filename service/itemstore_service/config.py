@@ -5,19 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from itemstore_wire.contract import Limits
+
 BackendName = Literal["sqlite", "dynamodb"]
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Every limit the server enforces; published at ``GET /``."""
-
-    max_key_bytes: int = 1000
-    max_value_bytes: int = 350 * 1024
-    max_batch_ops: int = 100
-    max_page_size: int = 1000
-    default_page_size: int = 100
-    max_request_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final, Literal
+from typing import Final
+
+from itemstore_wire.contract import KEY_TYPES, Key
 
 from .errors import InvalidKey
-
-Key = str | int | float | bool
-KeyType = Literal["str", "int", "float", "bool"]
-KEY_TYPES: Final[tuple[KeyType, ...]] = ("str", "int", "float", "bool")
 
 STR_TAG: Final = "s"
 NUMBER_TAG: Final = "n"
@@ -31,7 +29,6 @@ _INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _FLOAT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 MAX_INT_DIGITS: Final = 309  # 10**309 is past the largest double
 MAX_SORT_KEY_BYTES: Final = 1024  # DynamoDB's limit, above any key's sort key
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def parse_path_key(text: str, key_type: str) -> Key:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from itemstore.exactjson import exact
+from itemstore_wire.exactjson import exact
 
 from . import __version__
 from .appkeys import CONFIG, STORE

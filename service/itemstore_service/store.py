@@ -21,18 +21,12 @@ from typing import Literal
 
 import orjson
 
+from itemstore_wire.contract import COLLECTION_NAME, Key
+
 from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
-from .keys import (
-    COLLECTION_NAME,
-    MAX_SORT_KEY_BYTES,
-    Key,
-    decode_key,
-    encode_key,
-    is_sort_key,
-    str_prefix,
-)
+from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from itemstore import exactjson
+from itemstore_wire import exactjson
+from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, Limits
 
-from .config import Limits
 from .errors import (
     InvalidBatch,
     InvalidCollectionName,
@@ -25,7 +25,7 @@ from .errors import (
     UnsupportedMediaType,
     ValueTooLarge,
 )
-from .keys import COLLECTION_NAME, Key, check_json_key, key_bytes, parse_path_key
+from .keys import check_json_key, key_bytes, parse_path_key
 from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
@@ -36,9 +36,7 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a '%' that starts no escape
 def collection_name(request: web.Request) -> str:
     name = request.match_info["name"]
     if not COLLECTION_NAME.fullmatch(name):
-        raise InvalidCollectionName(
-            f"collection name {name!r} must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', '-'"
-        )
+        raise InvalidCollectionName(f"collection name {name!r} must be {COLLECTION_NAME_RULE}")
     return name
 
 

@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from itemstore import PreconditionFailed, Unauthorized, Unavailable, ValidationError
-from itemstore._keys import check_key, key_tag, key_type, path_segment
-from itemstore._protocol import Core, Limits, Response, encode_op, problem_error, split_ops
+from itemstore._keys import check_key, key_tag, path_segment
+from itemstore._protocol import Core, Response, encode_op, problem_error, split_ops
 from itemstore._retry import Replay, RetryPolicy, parse_retry_after
 from itemstore.errors import ItemstoreError
+from itemstore_wire.contract import Limits, key_type
 
 CORE = Core("http://example.test:9000/", token="tok")
 

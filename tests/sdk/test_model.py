@@ -19,7 +19,8 @@ from hypothesis.stateful import (
 )
 
 from itemstore import Client, Collection
-from itemstore._keys import Key, KeyTag, key_tag
+from itemstore._keys import KeyTag, key_tag
+from itemstore_wire.contract import Key
 
 # Few keys, so that operations often meet the same key; the traps are all here.
 KEYS: list[Key] = ["a", "b/.", "1", 1, 1.0, 2.5, 0, True, False]
