@@ -23,7 +23,7 @@ from itemstore_service.backends import open_backend
 from itemstore_service.backends.base import Backend, ItemKey, Record
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
-from itemstore_service.store import Store
+from itemstore_service.store import Outcome, Store
 
 Client = TestClient[Request, Application]
 
@@ -74,10 +74,10 @@ async def test_concurrent_writers_and_readers_all_get_their_answers(
     n = 300
     values = {f"k{i}": orjson.dumps({"i": i, "pad": "x" * (i % 50)}) for i in range(n)}
     puts = await asyncio.gather(*(store.put("c", k, v) for k, v in values.items()))
-    assert [p.status for p in puts] == [201] * n
+    assert [p.outcome for p in puts] == [Outcome.CREATED] * n
     records = await asyncio.gather(*(store.get("c", k) for k in values))
     assert [r.value for r in records] == list(values.values())
-    assert [r.version for r in records] == [p.record.version for p in puts if p.record]
+    assert [r.version for r in records] == [p.record.version for p in puts]
     # far fewer backend calls than requests
     assert counting.calls["write_many"] < n / 4
     assert counting.calls["get_many"] < n / 4
@@ -108,11 +108,15 @@ async def test_same_key_twice_in_one_batch_keeps_the_later_and_answers_both(
     first, second, third = await asyncio.gather(
         store.put("c", "k", b"1"), store.put("c", "k", b"2"), store.put("c", 1, b"3")
     )
-    assert (first.status, second.status, third.status) == (201, 200, 201)
+    assert (first.outcome, second.outcome, third.outcome) == (
+        Outcome.CREATED,
+        Outcome.REPLACED,
+        Outcome.CREATED,
+    )
     assert counting.calls["write_many"] == 1
     assert (await store.get("c", "k", consistent=True)).value == b"2"
     put, deleted = await asyncio.gather(store.put("c", "k", b"4"), store.delete("c", "k"))
-    assert put.status == 200
+    assert put.outcome is Outcome.REPLACED
     assert deleted.value == b"4"
     with pytest.raises(ItemNotFound):
         await store.get("c", "k", consistent=True)
@@ -126,7 +130,7 @@ async def test_a_delete_then_a_put_in_one_batch_answers_the_removed_value(
     deleted, put = await asyncio.gather(store.delete("c", "k"), store.put("c", "k", b"2"))
     assert counting.calls["write_many"] == 1
     assert deleted.value == b'{"old": 1}'
-    assert put.status == 201  # it came after the delete
+    assert put.outcome is Outcome.CREATED  # it came after the delete
     assert (await store.get("c", "k", consistent=True)).value == b"2"
 
 
@@ -139,7 +143,7 @@ async def test_a_failed_batch_fails_exactly_its_own_requests(
     later = [asyncio.create_task(store.put("c", f"b{i}", b"2")) for i in range(5)]
     with pytest.raises(BackendUnavailable):
         await first
-    assert [r.status for r in await asyncio.gather(*later)] == [201] * 5
+    assert [r.outcome for r in await asyncio.gather(*later)] == [Outcome.CREATED] * 5
     with pytest.raises(ItemNotFound):
         await store.get("c", "a", consistent=True)
 

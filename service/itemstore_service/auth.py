@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .errors import Unauthorized
+from .problems import Unauthorized
 
 # Probes, metrics and the service description stay open to orchestrators.
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})

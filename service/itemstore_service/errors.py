@@ -1,17 +1,20 @@
-"""Domain errors. Each one knows its HTTP status and stable ``code``; the error
-middleware turns any of them into one RFC 9457 problem+json answer."""
+"""Domain errors: what went wrong, in itemstore's terms, with no HTTP in them.
+
+The HTTP layer (``problems.py``) holds the one table that turns each of these
+into a status, a stable ``code`` and a title.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # no import at run time: backends import this module
+    from .backends.base import Record
 
 
 class ItemstoreError(Exception):
-    """Base of every error the service answers with a problem body."""
-
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal-error"
-    title: ClassVar[str] = "Internal error"
+    """Base of every error the service answers with a problem body.
+    ``detail`` says what to fix; ``extra`` holds members added to the body."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -20,87 +23,49 @@ class ItemstoreError(Exception):
 
 
 class InvalidInput(ItemstoreError):
-    status = 400
-    code = "invalid-input"
-    title = "Invalid input"
+    """Input that can never succeed as sent (a parameter, a header, a body)."""
 
 
 class InvalidJSON(InvalidInput):
-    code = "invalid-json"
-    title = "Body is not valid JSON"
+    pass
 
 
 class InvalidKey(InvalidInput):
-    code = "invalid-key"
-    title = "Invalid key"
+    pass
 
 
 class InvalidCollectionName(InvalidInput):
-    code = "invalid-collection-name"
-    title = "Invalid collection name"
+    pass
 
 
 class InvalidBatch(InvalidInput):
-    code = "invalid-batch"
-    title = "Invalid batch"
+    """``extra["errors"]``, when present, lists each invalid op by index."""
 
 
 class InvalidCursor(InvalidInput):
-    code = "invalid-cursor"
-    title = "Invalid cursor"
-
-
-class Unauthorized(ItemstoreError):
-    status = 401
-    code = "unauthorized"
-    title = "Missing or wrong bearer token"
+    pass
 
 
 class ItemNotFound(ItemstoreError):
-    status = 404
-    code = "item-not-found"
-    title = "No item with this key"
-
-
-class RouteNotFound(ItemstoreError):
-    status = 404
-    code = "not-found"
-    title = "No such route"
-
-
-class MethodNotAllowed(ItemstoreError):
-    status = 405
-    code = "method-not-allowed"
-    title = "Method not allowed on this route"
+    pass
 
 
 class PreconditionFailed(ItemstoreError):
     """A conditional write whose condition did not hold. ``current`` is the
     stored record (None when the item is absent)."""
 
-    status = 412
-    code = "precondition-failed"
-    title = "Precondition failed"
+    def __init__(self, detail: str, current: Record | None) -> None:
+        super().__init__(detail)
+        self.current = current
 
 
 class ValueTooLarge(ItemstoreError):
-    status = 413
-    code = "value-too-large"
-    title = "Value or request too large"
-
-
-class UnsupportedMediaType(ItemstoreError):
-    status = 415
-    code = "unsupported-media-type"
-    title = "Unsupported media type"
+    """A value or a whole request over its size limit."""
 
 
 class BackendUnavailable(ItemstoreError):
-    status = 503
-    code = "backend-unavailable"
-    title = "Storage backend unavailable"
+    """Storage did not answer; a write may or may not have been applied."""
 
 
 class ShuttingDown(BackendUnavailable):
-    code = "shutting-down"
-    title = "Service is shutting down"
+    """This instance is stopping and takes no more work."""

@@ -1,9 +1,15 @@
-"""The one place where errors become HTTP answers: RFC 9457 problem+json."""
+"""The one place where errors become HTTP answers: RFC 9457 problem+json.
+
+``PROBLEMS`` is the one table from error class to status, ``code`` and title.
+A class without its own row answers as its nearest ancestor that has one.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -11,34 +17,120 @@ from aiohttp.typedefs import Handler
 
 from .errors import (
     BackendUnavailable,
+    InvalidBatch,
+    InvalidCollectionName,
+    InvalidCursor,
+    InvalidInput,
+    InvalidJSON,
+    InvalidKey,
+    ItemNotFound,
     ItemstoreError,
-    MethodNotAllowed,
-    RouteNotFound,
+    PreconditionFailed,
+    ShuttingDown,
     ValueTooLarge,
 )
+from .etags import etag
 
 log = logging.getLogger("itemstore.errors")
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem_response(status: int, code: str, title: str, detail: str, **extra: Any) -> web.Response:
+# -- errors of the HTTP layer itself -------------------------------------------
+
+
+class Unauthorized(ItemstoreError):
+    """The request lacks the service token."""
+
+
+class RouteNotFound(ItemstoreError):
+    pass
+
+
+class MethodNotAllowed(ItemstoreError):
+    """``extra["allowed"]`` lists the methods the route serves."""
+
+
+class UnsupportedMediaType(ItemstoreError):
+    pass
+
+
+# -- the table -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """How an error is answered. ``retry_after``: seconds to send in a
+    ``Retry-After`` header, for errors a client should simply retry."""
+
+    status: int
+    code: str
+    title: str
+    retry_after: int | None = None
+
+
+PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
+    ItemstoreError: Problem(500, "internal-error", "Internal error"),
+    InvalidInput: Problem(400, "invalid-input", "Invalid input"),
+    InvalidJSON: Problem(400, "invalid-json", "Body is not valid JSON"),
+    InvalidKey: Problem(400, "invalid-key", "Invalid key"),
+    InvalidCollectionName: Problem(400, "invalid-collection-name", "Invalid collection name"),
+    InvalidBatch: Problem(400, "invalid-batch", "Invalid batch"),
+    InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor"),
+    Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
+    ItemNotFound: Problem(404, "item-not-found", "No item with this key"),
+    RouteNotFound: Problem(404, "not-found", "No such route"),
+    MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed on this route"),
+    PreconditionFailed: Problem(412, "precondition-failed", "Precondition failed"),
+    ValueTooLarge: Problem(413, "value-too-large", "Value or request too large"),
+    UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
+    BackendUnavailable: Problem(
+        503, "backend-unavailable", "Storage backend unavailable", retry_after=1
+    ),
+    ShuttingDown: Problem(503, "shutting-down", "Service is shutting down", retry_after=1),
+}
+
+
+def problem_for(error_class: type[ItemstoreError]) -> Problem:
+    """The row of ``error_class``, or of its nearest ancestor that has one."""
+    for cls in error_class.__mro__:
+        if issubclass(cls, ItemstoreError) and cls in PROBLEMS:
+            return PROBLEMS[cls]
+    return PROBLEMS[ItemstoreError]
+
+
+# -- answers -------------------------------------------------------------------
+
+
+def problem_response(problem: Problem, detail: str, **members: Any) -> web.Response:
     body = {
-        "type": f"urn:itemstore:problem:{code}",
-        "title": title,
-        "status": status,
+        "type": f"urn:itemstore:problem:{problem.code}",
+        "title": problem.title,
+        "status": problem.status,
         "detail": detail,
-        "code": code,
-        **extra,
+        "code": problem.code,
+        **members,
     }
     headers = {"Content-Type": PROBLEM_JSON}
-    if status == 503:
-        headers["Retry-After"] = "1"
-    return web.Response(status=status, body=orjson.dumps(body), headers=headers)
+    if problem.retry_after is not None:
+        headers["Retry-After"] = str(problem.retry_after)
+    return web.Response(status=problem.status, body=orjson.dumps(body), headers=headers)
+
+
+def _members(error: ItemstoreError) -> dict[str, Any]:
+    """The extension members of ``error``'s problem body."""
+    if isinstance(error, PreconditionFailed):
+        current = error.current
+        return {
+            "current": None if current is None else orjson.Fragment(current.value),
+            "etag": None if current is None else etag(current),
+            **error.extra,
+        }
+    return error.extra
 
 
 def from_error(error: ItemstoreError) -> web.Response:
-    return problem_response(error.status, error.code, error.title, error.detail, **error.extra)
+    return problem_response(problem_for(type(error)), error.detail, **_members(error))
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
@@ -54,9 +146,9 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
         return response
     if status == 413:
         return from_error(ValueTooLarge(f"request body is too large: {exc.text}"))
-    if 400 <= status < 500:
-        return problem_response(status, "invalid-input", exc.reason, exc.text or exc.reason)
-    return problem_response(status, "http-error", exc.reason, exc.text or exc.reason)
+    # Any other HTTP error aiohttp raises keeps its own status.
+    code = "invalid-input" if 400 <= status < 500 else "http-error"
+    return problem_response(Problem(status, code, exc.reason), exc.text or exc.reason)
 
 
 @web.middleware
@@ -75,6 +167,4 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return _from_http_exception(exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem_response(
-            500, "internal-error", "Internal error", "unexpected error; see the server log"
-        )
+        return from_error(ItemstoreError("unexpected error; see the server log"))

@@ -6,7 +6,8 @@ problem+json in one middleware (problems.py).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -16,7 +17,8 @@ from itemstore_wire.exactjson import exact
 from . import __version__
 from .appkeys import CONFIG, STORE
 from .errors import InvalidInput
-from .store import Op, OpResult, etag
+from .etags import etag, if_match, if_none_match_any, none_match
+from .store import Op, OpResult, Outcome
 from .validation import batch_ops, collection_name, flag, json_value, page_size, path_key
 
 routes = web.RouteTableDef()
@@ -24,43 +26,20 @@ routes = web.RouteTableDef()
 _JSON = "application/json"
 
 
+STATUS: Final[Mapping[Outcome, int]] = {
+    Outcome.FOUND: 200,
+    Outcome.MISSING: 404,
+    Outcome.CREATED: 201,
+    Outcome.REPLACED: 200,
+    Outcome.DELETED: 200,
+}
+"""The HTTP status of each store outcome (also each batch op's ``status``)."""
+
+
 def json_response(document: Any, status: int = 200, **headers: str) -> web.Response:
     return web.Response(
         status=status, body=orjson.dumps(document), headers={"Content-Type": _JSON, **headers}
     )
-
-
-def _if_match(request: web.Request) -> str | None:
-    """The version named by ``If-Match: "<etag>"``, if the header is there."""
-    header = request.headers.get("If-Match")
-    if header is None:
-        return None
-    value = header.strip().removeprefix("W/")
-    if len(value) < 2 or value[0] != '"' or value[-1] != '"' or "," in value:
-        raise InvalidInput('If-Match must be one quoted ETag, like If-Match: "3f2a..."')
-    return value[1:-1]
-
-
-def _if_none_match_any(request: web.Request) -> bool:
-    header = request.headers.get("If-None-Match")
-    if header is None:
-        return False
-    if header.strip() != "*":
-        raise InvalidInput("on PUT, If-None-Match only takes '*' (create only when absent)")
-    if "If-Match" in request.headers:  # together they could never both hold
-        raise InvalidInput("send If-Match or If-None-Match: *, not both")
-    return True
-
-
-def _none_match(request: web.Request, tag: str) -> bool:
-    """Whether a GET's ``If-None-Match`` names the current ETag (weak
-    comparison, as RFC 9110 asks): then the answer is 304."""
-    header = request.headers.get("If-None-Match")
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return True
-    return any(t.strip().removeprefix("W/") == tag for t in header.split(","))
 
 
 @routes.get("/")
@@ -86,7 +65,7 @@ async def get_item(request: web.Request) -> web.Response:
     key = path_key(request, config.limits)
     record = await request.app[STORE].get(name, key, consistent=flag(request, "consistent"))
     tag = etag(record)
-    if _none_match(request, tag):
+    if none_match(request, tag):
         return web.Response(status=304, headers={"ETag": tag})
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": tag})
 
@@ -96,14 +75,11 @@ async def put_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
     key = path_key(request, config.limits)
-    if_match, if_none_match = _if_match(request), _if_none_match_any(request)
+    expected, absent = if_match(request), if_none_match_any(request)
     value = await json_value(request, config.limits)
-    result = await request.app[STORE].put(
-        name, key, value, if_match=if_match, if_none_match=if_none_match
-    )
-    assert result.record is not None
-    tag = etag(result.record)
-    return json_response({"key": exact(key), "etag": tag}, result.status, ETag=tag)
+    stored = await request.app[STORE].put(name, key, value, if_match=expected, if_none_match=absent)
+    tag = etag(stored.record)
+    return json_response({"key": exact(key), "etag": tag}, STATUS[stored.outcome], ETag=tag)
 
 
 @routes.delete("/collections/{name}/items/{key}")
@@ -113,7 +89,7 @@ async def delete_item(request: web.Request) -> web.Response:
     key = path_key(request, config.limits)
     if "If-None-Match" in request.headers:
         raise InvalidInput("DELETE takes If-Match only, not If-None-Match")
-    record = await request.app[STORE].delete(name, key, if_match=_if_match(request))
+    record = await request.app[STORE].delete(name, key, if_match=if_match(request))
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
@@ -149,7 +125,7 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:
-    answer: dict[str, Any] = {"status": result.status}
+    answer: dict[str, Any] = {"status": STATUS[result.outcome]}
     if result.record is not None:
         if op.kind != "put":
             answer["value"] = orjson.Fragment(result.record.value)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
-
-import orjson
 
 from itemstore_wire.contract import COLLECTION_NAME, Key
 
@@ -39,12 +38,31 @@ class Op:
     value: bytes = b""
 
 
+class Outcome(enum.Enum):
+    """What an operation found or did."""
+
+    FOUND = "found"  # a get found the item
+    MISSING = "missing"  # a get or a delete found no item
+    CREATED = "created"  # a put stored an item that was absent
+    REPLACED = "replaced"  # a put replaced an item
+    DELETED = "deleted"  # a delete removed the item
+
+
 @dataclass(frozen=True, slots=True)
 class OpResult:
-    """``status`` is 200/201/404; ``record`` is the value read, written or removed."""
+    """One op's outcome; ``record`` is the value read, written or removed
+    (None when the outcome is MISSING)."""
 
-    status: int
+    outcome: Outcome
     record: Record | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A put's outcome (CREATED or REPLACED) and the record it wrote."""
+
+    outcome: Outcome
+    record: Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +71,26 @@ class Page:
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """An operation queued for group commit, on storage keys."""
+# Operations queued for group commit, on storage keys.
 
-    kind: Literal["get", "put", "delete"]
+
+@dataclass(frozen=True, slots=True)
+class _Get:
     key: ItemKey
-    record: Record | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Put:
+    key: ItemKey
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class _Delete:
+    key: ItemKey
+
+
+_Queued = _Get | _Put | _Delete
 
 
 def new_version() -> str:
@@ -114,7 +145,7 @@ class Store:
             )
             for consistent in (False, True)
         }
-        self._writes = Batcher[_Write, OpResult](
+        self._writes = Batcher[_Queued, OpResult](
             self._write_batch, max_batch=tuning.write_batch, max_in_flight=tuning.write_in_flight
         )
 
@@ -135,7 +166,7 @@ class Store:
 
         return read_batch
 
-    async def _write_batch(self, ops: list[_Write]) -> list[OpResult]:
+    async def _write_batch(self, ops: list[_Queued]) -> list[OpResult]:
         """Apply ``ops`` in order, as if one after another, with one backend
         write: the last write to a key is what gets stored; every op is
         answered from the state it would have seen."""
@@ -144,12 +175,14 @@ class Store:
         deleted_first: list[ItemKey] = []  # keys whose first write is a delete
         for op in ops:
             if op.key not in final:
-                if op.kind == "get":
+                if isinstance(op, _Get):
                     read_first.append(op.key)
-                elif op.kind == "delete":
+                elif isinstance(op, _Delete):
                     deleted_first.append(op.key)
-            if op.kind != "get":
+            if isinstance(op, _Put):
                 final[op.key] = op.record
+            elif isinstance(op, _Delete):
+                final[op.key] = None
         # A delete answers the value it removed, but write_many returns values
         # only for the keys it deletes: a key put again later needs reading.
         read_first += [key for key in deleted_first if final[key] is not None]
@@ -166,14 +199,17 @@ class Store:
         results: list[OpResult] = []
         for op in ops:
             current = state.get(op.key)
-            if op.kind == "get":
-                results.append(OpResult(404) if current is None else OpResult(200, current))
-            elif op.kind == "put":
-                assert op.record is not None
-                results.append(OpResult(201 if current is None else 200, op.record))
+            if isinstance(op, _Get):
+                results.append(_found(current))
+            elif isinstance(op, _Put):
+                results.append(OpResult(_put_outcome(current), op.record))
                 state[op.key] = op.record
             else:
-                results.append(OpResult(404) if current is None else OpResult(200, current))
+                results.append(
+                    OpResult(Outcome.MISSING)
+                    if current is None
+                    else OpResult(Outcome.DELETED, current)
+                )
                 state.pop(op.key, None)
         return results
 
@@ -194,27 +230,28 @@ class Store:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> OpResult:
-        """Store ``value`` (JSON bytes). Status 201 when created, 200 when
-        replaced. ``if_none_match``: only when absent; ``if_match``: only when
+    ) -> Stored:
+        """Store ``value`` (JSON bytes): CREATED when it was absent, REPLACED
+        otherwise. ``if_none_match``: only when absent; ``if_match``: only when
         the stored version is that one. PreconditionFailed otherwise."""
         item_key = (collection, encode_key(key))
         record = Record(value, new_version(), _is_float(key))
         if if_match is None and not if_none_match:
-            return await self._writes.submit(_Write("put", item_key, record))
+            result = await self._writes.submit(_Put(item_key, record))
+            return Stored(result.outcome, record)
         try:
             previous = await self.backend.put_if(
                 item_key, record, expected=None if if_none_match else if_match
             )
         except ConditionFailed as failed:
             raise _precondition_failed(key, failed.current) from None
-        return OpResult(201 if previous is None else 200, record)
+        return Stored(_put_outcome(previous), record)
 
     async def delete(self, collection: str, key: Key, *, if_match: str | None = None) -> Record:
         """Remove the item and return what it held; ItemNotFound when absent."""
         item_key = (collection, encode_key(key))
         if if_match is None:
-            result = await self._writes.submit(_Write("delete", item_key))
+            result = await self._writes.submit(_Delete(item_key))
             if result.record is None:
                 raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
             return result.record
@@ -228,11 +265,11 @@ class Store:
             raise _precondition_failed(key, failed.current) from None
 
     async def create(self, collection: str, value: bytes) -> tuple[str, Record]:
-        """Store ``value`` under a new time-ordered key; return the key."""
+        """Store ``value`` under a new time-ordered key; return the key and
+        the record written."""
         key = new_key()
-        result = await self.put(collection, key, value)
-        assert result.record is not None
-        return key, result.record
+        stored = await self.put(collection, key, value)
+        return key, stored.record
 
     async def batch(self, collection: str, ops: Sequence[Op]) -> list[OpResult]:
         """Apply ``ops`` in order, as if one after another (not atomically).
@@ -240,16 +277,8 @@ class Store:
         if all(op.kind == "get" for op in ops):
             keys = [(collection, encode_key(op.key)) for op in ops]
             records = await self._reads[False].submit_group(keys)
-            return [OpResult(404) if r is None else OpResult(200, r) for r in records]
-        writes = [
-            _Write(
-                op.kind,
-                (collection, encode_key(op.key)),
-                Record(op.value, new_version(), _is_float(op.key)) if op.kind == "put" else None,
-            )
-            for op in ops
-        ]
-        return await self._writes.submit_group(writes)
+            return [_found(record) for record in records]
+        return await self._writes.submit_group([_queued(collection, op) for op in ops])
 
     # -- listings ---------------------------------------------------------
 
@@ -297,16 +326,27 @@ class Store:
         return names, None
 
 
-def etag(record: Record) -> str:
-    """The ETag (a quoted string, as in the header) naming a record's version."""
-    return f'"{record.version}"'
+def _queued(collection: str, op: Op) -> _Queued:
+    item_key = (collection, encode_key(op.key))
+    if op.kind == "get":
+        return _Get(item_key)
+    if op.kind == "put":
+        return _Put(item_key, Record(op.value, new_version(), _is_float(op.key)))
+    return _Delete(item_key)
+
+
+def _found(record: Record | None) -> OpResult:
+    return OpResult(Outcome.MISSING) if record is None else OpResult(Outcome.FOUND, record)
+
+
+def _put_outcome(previous: Record | None) -> Outcome:
+    return Outcome.CREATED if previous is None else Outcome.REPLACED
 
 
 def _precondition_failed(key: Key, current: Record | None) -> PreconditionFailed:
     if current is None:
-        return PreconditionFailed(f"item {key!r} does not exist", current=None, etag=None)
+        return PreconditionFailed(f"item {key!r} does not exist", current=None)
     return PreconditionFailed(
         f"item {key!r} is not in the expected state; its current value and etag are attached",
-        current=orjson.Fragment(current.value),
-        etag=etag(current),
+        current=current,
     )

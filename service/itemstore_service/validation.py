@@ -1,6 +1,6 @@
 """Parsing and checking of request input, before anything reaches the store.
 
-Every function raises a 4xx domain error whose message says what to fix.
+Every function raises an error whose detail says what to fix (answered 4xx).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from .errors import (
     InvalidInput,
     InvalidJSON,
     InvalidKey,
-    UnsupportedMediaType,
     ValueTooLarge,
 )
 from .keys import check_json_key, key_bytes, parse_path_key
+from .problems import UnsupportedMediaType
 from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
