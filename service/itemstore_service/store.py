@@ -1,9 +1,9 @@
 """The semantics of itemstore, between the HTTP handlers and a backend.
 
 The store turns typed keys into storage keys, gives every write a new version
-(the ETag), checks conditions, and sends plain reads and writes through
-batchers: concurrent GETs become one ``get_many``, concurrent PUTs and DELETEs
-one ``write_many`` (group commit). A write is answered only after the batch
+(the HTTP layer sends it as the ETag), checks conditions, and sends plain
+reads and writes through batchers: concurrent reads become one ``get_many``,
+concurrent puts and deletes one ``write_many`` (group commit). A write is answered only after the batch
 that carries it is durable. Conditional writes go straight to the backend's
 single-item conditional calls: they cannot share a batch.
 """
@@ -200,16 +200,12 @@ class Store:
         for op in ops:
             current = state.get(op.key)
             if isinstance(op, _Get):
-                results.append(_found(current))
+                results.append(_read_result(current))
             elif isinstance(op, _Put):
                 results.append(OpResult(_put_outcome(current), op.record))
                 state[op.key] = op.record
             else:
-                results.append(
-                    OpResult(Outcome.MISSING)
-                    if current is None
-                    else OpResult(Outcome.DELETED, current)
-                )
+                results.append(_delete_result(current))
                 state.pop(op.key, None)
         return results
 
@@ -277,7 +273,7 @@ class Store:
         if all(op.kind == "get" for op in ops):
             keys = [(collection, encode_key(op.key)) for op in ops]
             records = await self._reads[False].submit_group(keys)
-            return [_found(record) for record in records]
+            return [_read_result(record) for record in records]
         return await self._writes.submit_group([_queued(collection, op) for op in ops])
 
     # -- listings ---------------------------------------------------------
@@ -335,8 +331,12 @@ def _queued(collection: str, op: Op) -> _Queued:
     return _Delete(item_key)
 
 
-def _found(record: Record | None) -> OpResult:
+def _read_result(record: Record | None) -> OpResult:
     return OpResult(Outcome.MISSING) if record is None else OpResult(Outcome.FOUND, record)
+
+
+def _delete_result(removed: Record | None) -> OpResult:
+    return OpResult(Outcome.MISSING) if removed is None else OpResult(Outcome.DELETED, removed)
 
 
 def _put_outcome(previous: Record | None) -> Outcome:
