@@ -3,9 +3,10 @@
 The store turns typed keys into storage keys, gives every write a new version
 (the HTTP layer sends it as the ETag), checks conditions, and sends plain
 reads and writes through batchers: concurrent reads become one ``get_many``,
-concurrent puts and deletes one ``write_many`` (group commit). A write is answered only after the batch
-that carries it is durable. Conditional writes go straight to the backend's
-single-item conditional calls: they cannot share a batch.
+concurrent puts and deletes one ``write_many`` (group commit). A write is
+answered only after the batch that carries it is durable. Conditional writes
+go straight to the backend's single-item conditional calls: they cannot share
+a batch.
 """
 
 from __future__ import annotations
