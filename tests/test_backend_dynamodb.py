@@ -16,8 +16,9 @@ import orjson
 import pytest
 from botocore.config import Config as BotoConfig
 
+from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import Record
-from itemstore_service.backends.dynamodb import DynamoDBBackend, open_dynamodb
+from itemstore_service.backends.dynamodb import DynamoDBBackend
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
@@ -27,7 +28,7 @@ from tests.backend_conformance import BackendConformance, Opener
 class TestDynamoDBBackend(BackendConformance):
     @pytest.fixture
     def open_backend(self, dynamodb_config: Config) -> Opener:
-        return lambda: open_dynamodb(dynamodb_config)
+        return lambda: dynamodb.open(dynamodb_config)
 
 
 @pytest.fixture
@@ -53,23 +54,23 @@ async def scan(client: Any, table: str) -> list[dict[str, Any]]:
 async def test_missing_table_is_reported(dynamodb_config: Config) -> None:
     config = dataclasses.replace(dynamodb_config, dynamodb_create_table=False)
     with pytest.raises(BackendUnavailable) as failed:
-        async with open_dynamodb(config):
+        async with dynamodb.open(config):
             pass
     assert config.dynamodb_table in failed.value.detail
     assert "--dynamodb-create-table" in failed.value.detail
 
 
 async def test_existing_table_is_used_without_create(dynamodb_config: Config) -> None:
-    async with open_dynamodb(dynamodb_config) as backend:
+    async with dynamodb.open(dynamodb_config) as backend:
         await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
     config = dataclasses.replace(dynamodb_config, dynamodb_create_table=False)
-    async with open_dynamodb(config) as backend:
+    async with dynamodb.open(config) as backend:
         got = await backend.get_many([("c", "sa")], consistent=True)
     assert got == {("c", "sa"): Record(b"1", "v")}
 
 
 async def test_concurrent_creators_share_the_table(dynamodb_config: Config) -> None:
-    async with open_dynamodb(dynamodb_config) as a, open_dynamodb(dynamodb_config) as b:
+    async with dynamodb.open(dynamodb_config) as a, dynamodb.open(dynamodb_config) as b:
         await a.write_many({("c", "sk"): Record(b"[]", "v")}, [])
         assert await b.get_many([("c", "sk")], consistent=True) == {("c", "sk"): Record(b"[]", "v")}
     # Several workers starting at the same instant.
@@ -78,17 +79,17 @@ async def test_concurrent_creators_share_the_table(dynamodb_config: Config) -> N
 
 
 async def _open_and_ping(config: Config) -> str:
-    async with open_dynamodb(config) as backend:
+    async with dynamodb.open(config) as backend:
         await backend.ping()
         return backend.table
 
 
 async def test_other_shard_count_is_refused(dynamodb_config: Config) -> None:
-    async with open_dynamodb(dynamodb_config):
+    async with dynamodb.open(dynamodb_config):
         pass
     config = dataclasses.replace(dynamodb_config, dynamodb_shards=3)
     with pytest.raises(BackendUnavailable, match="created with 8 shards"):
-        async with open_dynamodb(config):
+        async with dynamodb.open(config):
             pass
 
 
@@ -100,14 +101,14 @@ async def test_wrong_key_schema_is_refused(dynamodb_config: Config, raw_client: 
         BillingMode="PAY_PER_REQUEST",
     )
     with pytest.raises(BackendUnavailable, match="key schema"):
-        async with open_dynamodb(dynamodb_config):
+        async with dynamodb.open(dynamodb_config):
             pass
 
 
 async def test_stored_layout(dynamodb_config: Config, raw_client: Any) -> None:
     """One binary value attribute, a version, fk only for float keys, and
     items spread over the collection's shards by crc32 of the sort key."""
-    async with open_dynamodb(dynamodb_config) as backend:
+    async with dynamodb.open(dynamodb_config) as backend:
         puts = {("c", encode_key(i)): Record(orjson.dumps([i, "é"]), f"v{i}") for i in range(64)}
         puts[("c", encode_key(0.5))] = Record(b"0.5", "vf", float_key=True)
         await backend.write_many(puts, [])
@@ -128,7 +129,7 @@ async def test_stored_layout(dynamodb_config: Config, raw_client: Any) -> None:
 async def test_delete_collection_by_another_process(dynamodb_config: Config) -> None:
     """Process A registered "c" a moment ago and writes again; process B has
     cleared "c" in between: "c" must still be listed."""
-    async with open_dynamodb(dynamodb_config) as a, open_dynamodb(dynamodb_config) as b:
+    async with dynamodb.open(dynamodb_config) as a, dynamodb.open(dynamodb_config) as b:
         await a.write_many({("c", "s1"): Record(b"1", "v")}, [])
         assert await b.delete_collection("c") == 1
         assert await a.list_collections(after=None, limit=10) == []
@@ -137,7 +138,7 @@ async def test_delete_collection_by_another_process(dynamodb_config: Config) -> 
 
 
 async def test_list_collections_skips_many_emptied(dynamodb_config: Config) -> None:
-    async with open_dynamodb(dynamodb_config) as backend:
+    async with dynamodb.open(dynamodb_config) as backend:
         names = [f"c{i:02}" for i in range(12)]
         await backend.write_many({(n, "sx"): Record(b"1", "v") for n in names}, [])
         await backend.write_many({}, [(n, "sx") for n in names if n not in ("c03", "c10")])
@@ -148,7 +149,7 @@ async def test_list_collections_skips_many_emptied(dynamodb_config: Config) -> N
 async def test_a_collection_is_listed_whichever_shard_holds_its_items(
     dynamodb_config: Config,
 ) -> None:
-    async with open_dynamodb(dynamodb_config) as backend:
+    async with dynamodb.open(dynamodb_config) as backend:
 
         def shard(sk: str) -> int:
             return zlib.crc32(sk.encode()) % backend.shards

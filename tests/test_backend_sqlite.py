@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from itemstore_service.backends.sqlite import open_sqlite
+from itemstore_service.backends import sqlite
 from itemstore_service.config import Config
 from tests.backend_conformance import BackendConformance, Opener
 
@@ -17,12 +17,12 @@ from tests.backend_conformance import BackendConformance, Opener
 class TestSQLiteBackend(BackendConformance):
     @pytest.fixture
     def open_backend(self, sqlite_config: Config) -> Opener:
-        return lambda: open_sqlite(sqlite_config.sqlite_path)
+        return lambda: sqlite.open(sqlite_config)
 
 
 def _open_when_released(path: str, barrier: Any) -> None:
     async def open_once() -> None:
-        async with open_sqlite(path):
+        async with sqlite.open(Config(sqlite_path=path)):
             pass
 
     barrier.wait()

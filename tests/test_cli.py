@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from itemstore_service.cli import build_parser, check_config, config_from_args
-from itemstore_service.config import Config
+from itemstore_service.app import create_app
+from itemstore_service.backends.registry import BACKENDS
+from itemstore_service.cli import build_parser, config_from_args
+from itemstore_service.config import Config, ConfigError
 
 
 @contextmanager
@@ -83,8 +85,28 @@ def test_environment_variables_set_flags_and_flags_win(monkeypatch: pytest.Monke
     ],
 )
 def test_bad_values_are_refused_with_what_to_fix(argv: list[str], message: str) -> None:
-    problem = check_config(parse(*argv))
-    assert problem is not None and message in problem
+    with pytest.raises(ConfigError, match=message):
+        parse(*argv)
+
+
+def test_a_config_made_in_code_is_refused_as_the_command_line_refuses_it() -> None:
+    result = run_cli("serve", "--workers", "0")
+    assert result.returncode == 2
+    message = "--workers must be at least 1, not 0"
+    assert result.stderr.endswith(f"error: {message}\n"), result.stderr
+    with pytest.raises(ConfigError) as refused:
+        create_app(Config(workers=0))
+    assert str(refused.value) == message
+
+
+def test_the_backend_choices_are_the_registered_backends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in BACKENDS:
+        assert parse("--backend", name).backend == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    assert "--backend {" + ",".join(BACKENDS) + "}" in capsys.readouterr().out
 
 
 def test_bad_flags_exit_2_with_a_message() -> None:

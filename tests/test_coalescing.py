@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 
-from itemstore_service.app import TUNING, create_app
+from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends import open_backend
 from itemstore_service.backends.base import Backend, ItemKey, Record
+from itemstore_service.backends.registry import backend_module, open_backend
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
 from itemstore_service.store import Outcome, Store
@@ -63,7 +63,7 @@ async def counting(any_config: Config) -> AsyncIterator[CountingBackend]:
 
 @pytest.fixture
 async def store(counting: CountingBackend, any_config: Config) -> AsyncIterator[Store]:
-    store = Store(counting, TUNING[any_config.backend])
+    store = Store(counting, backend_module(any_config.backend).TUNING)
     yield store
     await store.drain()
 
@@ -171,7 +171,7 @@ async def test_cancelled_waiters_do_not_break_the_batch(store: Store) -> None:
 async def test_coalescing_off_is_one_backend_call_per_request(
     counting: CountingBackend, any_config: Config
 ) -> None:
-    store = Store(counting, TUNING[any_config.backend], coalesce=False)
+    store = Store(counting, backend_module(any_config.backend).TUNING, coalesce=False)
     await asyncio.gather(*(store.put("c", i, b"1") for i in range(10)))
     await asyncio.gather(*(store.get("c", i) for i in range(10)))
     assert counting.calls == {"write_many": 10, "get_many": 10}

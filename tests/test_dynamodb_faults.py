@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import ConditionFailed, ItemKey, Record
-from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy, open_dynamodb
+from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
-from itemstore_service.observability import UNPROCESSED_RETRIES
+from itemstore_service.observability.instrumented import count_unprocessed_retries
+from itemstore_service.observability.metrics import UNPROCESSED_RETRIES
 
 FAST = RetryPolicy(attempts=4, base=0.001, cap=0.004)
 
@@ -92,12 +94,15 @@ class FailingClient:
 @pytest.fixture
 async def real(dynamodb_config: Config) -> AsyncIterator[DynamoDBBackend]:
     """A backend on a fresh moto table, without injected faults."""
-    async with open_dynamodb(dynamodb_config) as backend:
+    async with dynamodb.open(dynamodb_config) as backend:
         yield backend
 
 
 def faulty(real: DynamoDBBackend, client: Any) -> DynamoDBBackend:
-    return DynamoDBBackend(client, real.table, real.shards, retry=FAST)
+    # Retries are counted as the app counts them.
+    return DynamoDBBackend(
+        client, real.table, real.shards, retry=FAST, on_retry=count_unprocessed_retries
+    )
 
 
 def items(n: int) -> dict[ItemKey, Record]:

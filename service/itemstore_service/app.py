@@ -9,24 +9,14 @@ from aiohttp.typedefs import Middleware
 
 from .appkeys import CONFIG, STORE
 from .auth import auth_middleware
-from .backends import open_backend
-from .batching import Tuning
+from .backends.registry import backend_module
 from .config import Config
 from .health import add_health_routes
-from .observability import InstrumentedBackend, observability_middleware
+from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
+from .observability.middleware import observability_middleware
 from .problems import problem_middleware
 from .routes import routes
 from .store import Store
-
-# Batch sizes follow each backend's costs: SQLite commits any number of rows in
-# one transaction on one writer thread; DynamoDB reads 100 keys and writes 25
-# items per call (a write batch of 100 is four calls in parallel). Few calls in
-# flight make big batches: against moto, 2 reads / 1 write in flight served
-# 1.6x the requests of 8 / 4 (bench, mixed workload).
-TUNING = {
-    "sqlite": Tuning(read_batch=256, read_in_flight=2, write_batch=256, write_in_flight=1),
-    "dynamodb": Tuning(read_batch=100, read_in_flight=2, write_batch=100, write_in_flight=1),
-}
 
 
 def create_app(config: Config) -> web.Application:
@@ -41,11 +31,12 @@ def create_app(config: Config) -> web.Application:
         middlewares.append(auth_middleware(config.token))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_request_bytes)
     app[CONFIG] = config
+    backend = backend_module(config.backend)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
-        async with open_backend(config) as backend:
-            instrumented = InstrumentedBackend(backend)
-            app[STORE] = Store(instrumented, TUNING[config.backend], coalesce=config.coalesce)
+        async with backend.open(config, on_retry=count_unprocessed_retries) as opened:
+            instrumented = InstrumentedBackend(opened)
+            app[STORE] = Store(instrumented, backend.TUNING, coalesce=config.coalesce)
             yield
             await app[STORE].drain()
 

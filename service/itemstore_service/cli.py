@@ -5,25 +5,27 @@ a flag given on the command line wins."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import fields, replace
-from typing import Any
+from dataclasses import fields
+from typing import Any, Final
 
 from itemstore_wire.contract import Limits
 
 from . import __version__
-from .config import Config
+from .backends.registry import BACKENDS, backend_module
+from .config import LOG_LEVELS, Config, ConfigError
 from .errors import ItemstoreError
 
 _TRUE = {"1", "true", "yes", "on"}
+_STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
 
 
 def _env(name: str) -> str | None:
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     option("host", "address to listen on", default=defaults.host)
     option("port", "TCP port to listen on", type=int, default=defaults.port)
-    option("backend", "storage backend", default=defaults.backend, choices=["sqlite", "dynamodb"])
+    option("backend", "storage backend", default=defaults.backend, choices=list(BACKENDS))
     option(
         "sqlite-path", "SQLite database file (created when missing)", default=defaults.sqlite_path
     )
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "log-level",
         "log level",
         default=defaults.log_level,
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
     )
     switch("access-log", "log every request (costs throughput)")
     option(
@@ -118,60 +120,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    """The settings the parsed flags and ITEMSTORE_* variables name. Raises
+    ConfigError for a bad value (argparse checks choices only on the command
+    line, not on environment values)."""
     if getattr(args, "token", None) is None:
         args.token = _env("token")  # kept out of --help, which shows defaults
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
-    config = Config(**values, coalesce=not args.no_coalesce)
-    if args.max_value_bytes != config.limits.max_value_bytes:
-        config = replace(config, limits=Limits(max_value_bytes=args.max_value_bytes))
-    return config
+    limits = Limits(max_value_bytes=args.max_value_bytes)
+    return Config(**values, coalesce=not args.no_coalesce, limits=limits)
 
 
-def check_config(config: Config) -> str | None:
-    """What is wrong with ``config``, said for a person, or None. (argparse
-    checks choices only on the command line, not on environment values.)"""
-    if config.backend not in ("sqlite", "dynamodb"):
-        return f"--backend must be sqlite or dynamodb, not {config.backend!r}"
-    if config.log_level not in ("debug", "info", "warning", "error"):
-        return f"--log-level must be debug, info, warning or error, not {config.log_level!r}"
-    if config.shutdown_timeout < 0:
-        return f"--shutdown-timeout must be 0 or more, not {config.shutdown_timeout}"
-    if not 0 < config.port < 65536:
-        return f"--port must be 1..65535, not {config.port}"
-    if config.workers < 1:
-        return f"--workers must be at least 1, not {config.workers}"
-    if config.dynamodb_shards < 1:
-        return f"--dynamodb-shards must be at least 1, not {config.dynamodb_shards}"
-    if not 0 < config.limits.max_value_bytes <= 400_000:
-        return "--max-value-bytes must be 1..400000 (a DynamoDB item holds at most 400 KB)"
-    return None
+def _hold_stop_signals() -> None:
+    """Hold SIGTERM/SIGINT back (pending, not lost) until ``_release_stop_signals``.
+    Until its handlers are in place a process would die of them outright (exit
+    143) instead of stopping cleanly; processes started meanwhile inherit the hold."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def run_worker(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close (one process)."""
+    _hold_stop_signals()  # held already when started by serve(): the hold is inherited
+    import uvloop
     from aiohttp import web
 
     from .app import create_app
-    from .observability import configure_logging
+    from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
-    loop: asyncio.AbstractEventLoop
-    try:
-        import uvloop
+    app = create_app(config)
 
-        loop = uvloop.new_event_loop()
-    except ImportError:  # uvloop is optional (e.g. on Windows)
-        loop = asyncio.new_event_loop()
+    async def release_stop_signals(app: web.Application) -> None:
+        # aiohttp installs its SIGTERM/SIGINT handlers before the app's
+        # startup; a stop held back until now is handled as usual.
+        _release_stop_signals()
+
+    app.on_startup.insert(0, release_stop_signals)
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=config.host,
             port=config.port,
             reuse_port=config.workers > 1 or None,
             access_log=None,  # the observability middleware writes the access log
             shutdown_timeout=config.shutdown_timeout,
             print=None,
-            loop=loop,
+            loop=uvloop.new_event_loop(),
         )
     except (OSError, ItemstoreError) as exc:  # a port in use, a path it cannot write ...
         logging.getLogger("itemstore").error("cannot start: %s", exc)  # no traceback
@@ -194,7 +191,15 @@ def _check_port_free(host: str, port: int) -> str | None:
 
 
 def serve(config: Config) -> None:
-    where = config.sqlite_path if config.backend == "sqlite" else config.dynamodb_table
+    """Run the service in this process (one worker) or in ``config.workers``
+    processes started and watched from this one; exit with the first failure."""
+    if config.workers > 1:
+        # multiprocessing starts its resource tracker with the first worker,
+        # and lets SIGTERM/SIGINT through in this process as it does: start
+        # it before the hold, so that the hold lasts and the workers inherit it.
+        multiprocessing.resource_tracker.ensure_running()
+    _hold_stop_signals()
+    where = backend_module(config.backend).describe(config)
     print(
         f"itemstore {__version__} on http://{config.host}:{config.port} "
         f"(backend {config.backend}: {where}, {config.workers} worker(s))",
@@ -203,7 +208,7 @@ def serve(config: Config) -> None:
     if config.workers == 1:
         run_worker(config)
         return
-    from .observability import prepare_multiprocess_metrics
+    from .observability.metrics import prepare_multiprocess_metrics
 
     problem = _check_port_free(config.host, config.port)
     if problem:
@@ -226,6 +231,7 @@ def serve(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _release_stop_signals()
     # One worker ending, on a signal or not, ends the service: a half-size
     # service that says nothing is worse than a restart by the orchestrator.
     ready = multiprocessing.connection.wait([worker.sentinel for worker in workers])
@@ -252,8 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
-        config = config_from_args(args)
-        problem = check_config(config)
-        if problem:
-            parser.error(problem)
+        try:
+            config = config_from_args(args)
+        except ConfigError as exc:
+            parser.error(str(exc))
         serve(config)

@@ -1,20 +1,43 @@
-"""Service settings: one frozen dataclass, filled from flags or ITEMSTORE_* variables."""
+"""Service settings: one frozen dataclass, filled from flags or ITEMSTORE_* variables.
+
+A ``Config`` checks itself when made: ``Config(workers=0)`` raises
+``ConfigError``, with the message the command line prints, wherever it is made
+(the CLI, ``create_app(Config(...))``, a test).
+
+Each backend's settings are plain fields named after it (``sqlite_*``,
+``dynamodb_*``); a new backend adds its fields and their checks here, and its
+flags in ``cli``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final
 
 from itemstore_wire.contract import Limits
 
-BackendName = Literal["sqlite", "dynamodb"]
+from .backends.registry import BACKENDS
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+MAX_VALUE_BYTES: Final = 400_000  # a DynamoDB item holds at most 400 KB
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message says which, as its flag, and why."""
+
+
+def _one_of(names: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8080
-    backend: BackendName = "sqlite"
+    backend: str = "sqlite"
+    """A name in ``backends.registry.BACKENDS``."""
     sqlite_path: str = "itemstore.sqlite3"
     dynamodb_endpoint: str | None = None
     dynamodb_region: str = "us-east-1"
@@ -28,3 +51,30 @@ class Config:
     access_log: bool = False
     shutdown_timeout: float = 20.0
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem is not None:
+            raise ConfigError(problem)
+
+    def _problem(self) -> str | None:
+        """What is wrong, said for a person, or None. The flags' names are
+        used because most settings come from them (or their variables)."""
+        if self.backend not in BACKENDS:
+            return f"--backend must be {_one_of(list(BACKENDS))}, not {self.backend!r}"
+        if self.log_level not in LOG_LEVELS:
+            return f"--log-level must be {_one_of(LOG_LEVELS)}, not {self.log_level!r}"
+        if self.shutdown_timeout < 0:
+            return f"--shutdown-timeout must be 0 or more, not {self.shutdown_timeout}"
+        if not 0 < self.port < 65536:
+            return f"--port must be 1..65535, not {self.port}"
+        if self.workers < 1:
+            return f"--workers must be at least 1, not {self.workers}"
+        if self.dynamodb_shards < 1:
+            return f"--dynamodb-shards must be at least 1, not {self.dynamodb_shards}"
+        if not 0 < self.limits.max_value_bytes <= MAX_VALUE_BYTES:
+            return (
+                f"--max-value-bytes must be 1..{MAX_VALUE_BYTES}"
+                " (a DynamoDB item holds at most 400 KB)"
+            )
+        return None

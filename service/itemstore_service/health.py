@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .appkeys import STORE
 from .errors import BackendUnavailable, ItemstoreError, ShuttingDown
-from .observability import mark_process_dead, render_metrics
+from .observability.metrics import mark_process_dead, render_metrics
 
 PING_TIMEOUT: Final = 1.0
 

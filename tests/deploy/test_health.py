@@ -15,7 +15,7 @@ from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
-from itemstore_service.observability import InstrumentedBackend
+from itemstore_service.observability.instrumented import InstrumentedBackend
 
 AiohttpClient = Callable[[Application], Awaitable[TestClient[Request, Application]]]
 

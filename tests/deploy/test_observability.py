@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
-from itemstore_service.observability import configure_logging
+from itemstore_service.observability.logs import configure_logging
 
 AiohttpClient = Callable[[Application], Awaitable[TestClient[Request, Application]]]
 ITEM_ROUTE = "/collections/{name}/items/{key}"
@@ -295,7 +295,7 @@ def test_a_preset_multiprocess_directory_is_emptied_of_an_earlier_run(tmp_path: 
     stale.write_bytes(b"left by an earlier run")
     (tmp_path / "keep.txt").write_text("not a metrics file")
     script = (
-        "from itemstore_service import observability as o\n"
+        "from itemstore_service.observability import metrics as o\n"
         "o.prepare_multiprocess_metrics()\n"
         "o.REQUESTS.labels(method='GET', route='/x', status='200').inc()\n"
         "print(o.render_metrics().decode())\n"

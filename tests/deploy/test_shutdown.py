@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -109,11 +111,54 @@ def _worker_pids(parent: int) -> list[int]:
     """The server workers among a process's children (not multiprocessing's
     resource tracker)."""
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [
-        int(pid)
-        for pid in children
-        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    pids = []
+    for pid in children:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:  # ended since the list was read
+            continue
+        if b"resource_tracker" not in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler installed now."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_while_starting_stops_cleanly(workers: int, tmp_path: Path) -> None:
+    # The signal comes while the server process (one worker) or the workers
+    # (two, once the parent handles SIGTERM and forwards it) are still
+    # starting: importing, opening the file, before their own handlers are in
+    # place. It must stop the service as cleanly as a later one, not kill a
+    # process outright (exit 143).
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            ["itemstore", "serve"], env=serve_env(tmp_path, workers), stdout=sink, stderr=sink
+        )
+    started: list[int] = []
+    spawned = workers if workers > 1 else 0  # worker processes besides this one
+    try:
+        deadline = time.monotonic() + 20
+        while b"worker(s))" not in log.read_bytes() or len(started) < spawned:
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            if workers > 1 and _catches_sigterm(process.pid):
+                started = _worker_pids(process.pid)
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        for pid in [process.pid, *started]:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")

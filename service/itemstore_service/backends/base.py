@@ -7,12 +7,17 @@ types, batching policy or coalescing. ``sk`` is the encoded sort key from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 ItemKey = tuple[str, str]
 """``(collection, sk)``: where an item lives."""
+
+RetryHook = Callable[[str, int], None]
+"""Called as ``hook(kind, n)`` when a backend re-sends ``n`` requests that
+storage left unprocessed (``kind``: ``"read"`` or ``"write"``). Backends know
+nothing of metrics; whoever opens one turns this into a metric."""
 
 
 @dataclass(frozen=True, slots=True)

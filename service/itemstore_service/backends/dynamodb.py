@@ -24,17 +24,19 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aioboto3
 from botocore.exceptions import ClientError
 
-from ..config import Config
+from ..batching import Tuning
 from ..errors import BackendUnavailable
-from ..observability import UNPROCESSED_RETRIES
-from .base import ConditionFailed, ItemKey, Listed, Record
+from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
 from .dynamodb_listing import ShardReader, merge_shards
 from .dynamodb_setup import call, check_shards, client_config, ensure_table, record_of, run_all
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 Item = dict[str, Any]
 """One DynamoDB item or key in the low-level wire shape (``{"pk": {"S": ...}}``)."""
@@ -80,7 +82,12 @@ class DynamoDBBackend:
     name = "dynamodb"
 
     def __init__(
-        self, client: Any, table: str, shards: int, retry: RetryPolicy | None = None
+        self,
+        client: Any,
+        table: str,
+        shards: int,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -88,6 +95,7 @@ class DynamoDBBackend:
         self.table = table
         self.shards = shards
         self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
         self._registered: dict[str, float] = {}
 
     # -- plumbing ---------------------------------------------------------
@@ -112,9 +120,8 @@ class DynamoDBBackend:
                     f" {stalls} attempts (throughput exceeded); retry later"
                 )
             await asyncio.sleep(self.retry.delay(stalls))
-            UNPROCESSED_RETRIES.labels(kind="write" if what == "BatchWriteItem" else "read").inc(
-                len(left)
-            )
+            if self.on_retry is not None:
+                self.on_retry("write" if what == "BatchWriteItem" else "read", len(left))
             pending = left
 
     def _pk(self, collection: str, sk: str) -> str:
@@ -363,10 +370,25 @@ class DynamoDBBackend:
         await self._call("describe_table", TableName=self.table)
 
 
+# DynamoDB reads 100 keys and writes 25 items per call (a write batch of 100 is
+# four calls in parallel). Few calls in flight make big batches: against moto,
+# 2 reads / 1 write in flight served 1.6x the requests of 8 / 4 (bench, mixed
+# workload).
+TUNING: Final = Tuning(read_batch=100, read_in_flight=2, write_batch=100, write_in_flight=1)
+
+
+def describe(config: Config) -> str:
+    """The table, for the startup line."""
+    return config.dynamodb_table
+
+
 @asynccontextmanager
-async def open_dynamodb(config: Config) -> AsyncIterator[DynamoDBBackend]:
+async def open(
+    config: Config, *, on_retry: RetryHook | None = None
+) -> AsyncIterator[DynamoDBBackend]:
     """Open one client for the backend's lifetime; create the table when missing
-    if ``config.dynamodb_create_table``, else check that it exists."""
+    if ``config.dynamodb_create_table``, else check that it exists. ``on_retry``
+    is told of every unprocessed request re-sent."""
     async with AsyncExitStack() as stack:
         session = aioboto3.Session()
         client = await stack.enter_async_context(
@@ -381,4 +403,4 @@ async def open_dynamodb(config: Config) -> AsyncIterator[DynamoDBBackend]:
         where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
         await ensure_table(client, table, create=config.dynamodb_create_table, where=where)
         await check_shards(client, table, shards)
-        yield DynamoDBBackend(client, table, shards)
+        yield DynamoDBBackend(client, table, shards, on_retry=on_retry)

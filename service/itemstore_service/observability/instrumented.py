@@ -1,0 +1,86 @@
+"""Backend instrumentation: ``InstrumentedBackend`` times every backend call
+and counts its errors and batch sizes, and ``count_unprocessed_retries`` is the
+``on_retry`` hook a backend is opened with. Backends know nothing of metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from .metrics import BACKEND_ERRORS, BACKEND_LATENCY, BATCH_SIZE, UNPROCESSED_RETRIES
+
+
+def count_unprocessed_retries(kind: str, n: int) -> None:
+    """A backend's ``on_retry`` hook: ``n`` unprocessed requests re-sent."""
+    UNPROCESSED_RETRIES.labels(kind=kind).inc(n)
+
+
+@contextmanager
+def backend_call(backend: str, op: str) -> Iterator[None]:
+    """Time one backend call and count it as an error when it raises
+    (a failed condition is an answer, not an error)."""
+    start = time.perf_counter()
+    try:
+        yield
+    except ConditionFailed:
+        raise
+    except Exception as exc:
+        BACKEND_ERRORS.labels(backend=backend, op=op, error=type(exc).__name__).inc()
+        raise
+    finally:
+        BACKEND_LATENCY.labels(backend=backend, op=op).observe(time.perf_counter() - start)
+
+
+class InstrumentedBackend:
+    """A ``Backend`` that forwards every call to ``inner`` and records its
+    latency, errors and (for get_many / write_many) batch size."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        BATCH_SIZE.labels(kind="read").observe(len(keys))
+        with backend_call(self.name, "get_many"):
+            return await self.inner.get_many(keys, consistent=consistent)
+
+    async def write_many(
+        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+    ) -> dict[ItemKey, Record]:
+        BATCH_SIZE.labels(kind="write").observe(len(puts) + len(deletes))
+        with backend_call(self.name, "write_many"):
+            return await self.inner.write_many(puts, deletes)
+
+    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
+        with backend_call(self.name, "put_if"):
+            return await self.inner.put_if(key, record, expected=expected)
+
+    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        with backend_call(self.name, "delete_if"):
+            return await self.inner.delete_if(key, expected=expected)
+
+    async def query(
+        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
+    ) -> list[Listed]:
+        with backend_call(self.name, "query"):
+            return await self.inner.query(
+                collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
+            )
+
+    async def count(self, collection: str) -> int:
+        with backend_call(self.name, "count"):
+            return await self.inner.count(collection)
+
+    async def delete_collection(self, collection: str) -> int:
+        with backend_call(self.name, "delete_collection"):
+            return await self.inner.delete_collection(collection)
+
+    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
+        with backend_call(self.name, "list_collections"):
+            return await self.inner.list_collections(after=after, limit=limit)
+
+    async def ping(self) -> None:
+        with backend_call(self.name, "ping"):
+            await self.inner.ping()
