@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from itemstore import AsyncClient, Client, Collection
+from itemstore._async_transport import AsyncTransport
 from itemstore._protocol import Request, Response
 from itemstore._session_state import SessionState
-from itemstore._async_transport import AsyncTransport
 from itemstore._sync_transport import SyncTransport
 
 
