@@ -9,9 +9,10 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
+from ._batch import BatchOp
 from ._flows import Flow, Stream, batch, limits, mapped, pages
 from ._keys import check_key, lookup_key
-from ._protocol import BatchOp, Core, Item, check_collection_name
+from ._protocol import Core, Item, check_collection_name
 
 MISSING: Any = object()
 """The default of ``pop`` when none is given."""

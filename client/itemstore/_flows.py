@@ -17,7 +17,8 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 from itemstore_wire.contract import Limits
 
-from ._protocol import BatchOp, Call, Core, OpResult, Page, applied_before, split_ops
+from ._batch import BatchOp, split_ops
+from ._protocol import Call, Core, OpResult, Page, applied_before
 from .errors import ItemstoreError
 
 T = TypeVar("T")

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, Limits, key_type
 from itemstore_wire.exactjson import dumps, loads
 
+from ._batch import BatchOp
 from ._keys import check_key, path_segment
 from ._retry import Replay, parse_retry_after
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
@@ -159,42 +160,6 @@ def _is_item_missing(response: Response) -> bool:
 
 def _etag(response: Response) -> str:
     return response.headers.get("ETag", "")
-
-
-BatchKind = Literal["get", "put", "delete"]
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOp:
-    """One op of a batch call: ``value`` is the already encoded JSON value of a
-    put; ``encoded`` is the op as it goes on the wire (made once, here)."""
-
-    kind: BatchKind
-    key: Key
-    value: bytes | None = None
-    encoded: bytes = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        head = dumps({"op": self.kind, "key": check_key(self.key)})
-        encoded = head if self.value is None else head[:-1] + b',"value":' + self.value + b"}"
-        object.__setattr__(self, "encoded", encoded)
-
-
-def split_ops(ops: Sequence[BatchOp], max_ops: int, max_bytes: int) -> list[list[BatchOp]]:
-    """Consecutive chunks of at most ``max_ops`` ops and (when possible)
-    ``max_bytes`` bytes of body; order is kept."""
-    chunks: list[list[BatchOp]] = []
-    current: list[BatchOp] = []
-    size = 0
-    for op in ops:
-        if current and (len(current) >= max_ops or size + len(op.encoded) + 16 > max_bytes):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(op)
-        size += len(op.encoded) + 1
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 class Core:

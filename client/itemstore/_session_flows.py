@@ -8,10 +8,11 @@ from typing import Any
 
 from itemstore_wire.contract import Key
 
+from ._batch import BatchOp
 from ._collection_flows import MISSING, CollectionFlows
 from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped
 from ._keys import KeyTag, lookup_key
-from ._protocol import BatchOp, Core, Item
+from ._protocol import Core, Item
 from ._session_state import Entry, SessionState
 
 

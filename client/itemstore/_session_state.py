@@ -10,8 +10,8 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
+from ._batch import BatchOp
 from ._keys import KeyTag, check_key, key_tag
-from ._protocol import BatchOp
 
 
 class Remote(enum.Enum):

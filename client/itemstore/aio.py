@@ -14,8 +14,9 @@ from itemstore_wire.contract import Key, Limits
 
 from . import _flows as flows
 from ._async_transport import AsyncTransport
+from ._batch import BatchOp
 from ._collection_flows import MISSING, CollectionFlows, pairs_of
-from ._protocol import DEFAULT_URL, BatchOp, Call, Core, Item, OpResult
+from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
 from ._retry import RetryPolicy
 from ._session_flows import SessionFlows
 

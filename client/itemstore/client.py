@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 from itemstore_wire.contract import Key, Limits
 
 from . import _flows as flows
+from ._batch import BatchOp
 from ._collection_flows import MISSING, CollectionFlows, pairs_of
-from ._protocol import DEFAULT_URL, BatchOp, Call, Core, Item, OpResult
+from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
 from ._retry import RetryPolicy
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport

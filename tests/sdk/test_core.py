@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from itemstore import PreconditionFailed, Unauthorized, Unavailable, ValidationError
+from itemstore._batch import BatchOp, split_ops
 from itemstore._keys import check_key, key_tag, path_segment
-from itemstore._protocol import BatchOp, Core, Response, problem_error, split_ops
+from itemstore._protocol import Core, Response, problem_error
 from itemstore._retry import Replay, RetryPolicy, parse_retry_after
 from itemstore.errors import ItemstoreError
 from itemstore_wire.contract import Limits, key_type

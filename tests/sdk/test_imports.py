@@ -40,6 +40,7 @@ def sdk_imports(path: Path) -> tuple[set[str], list[str]]:
 LAYERS = [
     {"errors"},
     {"_retry", "_keys"},
+    {"_batch"},
     {"_protocol"},
     {"_session_state", "_sync_transport", "_async_transport"},
     {"_flows"},
