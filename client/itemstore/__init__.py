@@ -3,15 +3,23 @@
 from itemstore import Client
 users = Client("http://127.0.0.1:8080").collection("users")
 users["ada"] = {"email": "ada@example.com"}
+
+The async client (``AsyncClient``, ``AsyncCollection``, ``AsyncSession``) and
+the web framework glue (``storage_context``, ``StorageContext``,
+``AsyncStorageContext``) are imported on first use (PEP 562), so that
+``import itemstore`` in sync code does not load aiohttp.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from itemstore_wire.contract import Key, Limits
 
 from ._protocol import Item
 from ._retry import RetryPolicy
-from .aio import AsyncClient, AsyncCollection
-from .client import Client, Collection
-from .context import AsyncStorageContext, StorageContext, storage_context
+from .client import Client, Collection, Session
 from .errors import (
     ItemstoreError,
     PreconditionFailed,
@@ -19,7 +27,20 @@ from .errors import (
     Unavailable,
     ValidationError,
 )
-from .session import AsyncSession, Session
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient, AsyncCollection, AsyncSession
+    from .context import AsyncStorageContext, StorageContext, storage_context
+
+LAZY_EXPORTS = {
+    "AsyncClient": "aio",
+    "AsyncCollection": "aio",
+    "AsyncSession": "aio",
+    "AsyncStorageContext": "context",
+    "StorageContext": "context",
+    "storage_context": "context",
+}
+"""Public names of the modules that are imported on first use only."""
 
 __all__ = [
     "AsyncClient",
@@ -41,3 +62,16 @@ __all__ = [
     "ValidationError",
     "storage_context",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'itemstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -74,3 +74,14 @@ def key_tag(key: Key) -> KeyTag:
     if isinstance(key, str):
         return ("s", key)
     return ("n", key)
+
+
+def lookup_key(key: object) -> Key | None:
+    """The key to look up for ``key in c``: None for a hashable value that is no
+    key the service takes (as a dict answers False); TypeError for an
+    unhashable one."""
+    hash(key)
+    try:
+        return check_key(key)
+    except (TypeError, ValidationError):
+        return None

@@ -11,18 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, key_type
+from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, Limits, key_type
 from itemstore_wire.exactjson import dumps, loads
 
+from ._batch import BatchOp
 from ._keys import check_key, path_segment
-from ._retry import Replay
+from ._retry import Replay, parse_retry_after
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
 
 T = TypeVar("T")
 JSON = "application/json"
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +113,6 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
     if status == 412:
         return PreconditionFailed(detail, **kwargs)
     if status in (429, 502, 503, 504):
-        from ._retry import parse_retry_after
-
         after = parse_retry_after(response.headers.get("Retry-After"))
         return Unavailable(detail, retry_after=after, **kwargs)
     return ItemstoreError(detail, **kwargs)
@@ -162,31 +162,6 @@ def _etag(response: Response) -> str:
     return response.headers.get("ETag", "")
 
 
-def encode_op(op: Literal["get", "put", "delete"], key: Key, value: bytes | None = None) -> bytes:
-    """One batch op as JSON bytes; ``value`` is the already encoded JSON value."""
-    head = dumps({"op": op, "key": check_key(key)})
-    if value is None:
-        return head
-    return head[:-1] + b',"value":' + value + b"}"
-
-
-def split_ops(ops: Sequence[bytes], max_ops: int, max_bytes: int) -> list[list[bytes]]:
-    """Consecutive chunks of at most ``max_ops`` ops and (when possible)
-    ``max_bytes`` bytes of body; order is kept."""
-    chunks: list[list[bytes]] = []
-    current: list[bytes] = []
-    size = 0
-    for op in ops:
-        if current and (len(current) >= max_ops or size + len(op) + 16 > max_bytes):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(op)
-        size += len(op) + 1
-    if current:
-        chunks.append(current)
-    return chunks
-
-
 class Core:
     """Builds the calls of one service at ``base_url`` (with an optional token)."""
 
@@ -195,6 +170,8 @@ class Core:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"itemstore url must be http(s)://host[:port], not {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.limits: Limits | None = None
+        """The service's limits once asked for (see ``_flows.limits``)."""
         self._headers: dict[str, str] = {"Accept": JSON}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -384,11 +361,12 @@ class Core:
 
         return Call(req, decode)
 
-    def batch(self, collection: str, ops: Sequence[bytes]) -> Call[list[OpResult]]:
-        """One batch call of ops made by :func:`encode_op`; results in op order.
-        A result that is neither a success nor a 404 raises its problem."""
-        body = b'{"ops":[' + b",".join(ops) + b"]}"
-        has_delete = any(op.startswith(b'{"op":"delete"') for op in ops)
+    def batch(self, collection: str, ops: Sequence[BatchOp]) -> Call[list[OpResult]]:
+        """One batch call of ``ops``; results in op order. A result that is
+        neither a success nor a 404 raises its problem. Gets and puts are safe
+        to replay; a delete is not (a replay would report it as not found)."""
+        body = b'{"ops":[' + b",".join(op.encoded for op in ops) + b"]}"
+        has_delete = any(op.kind == "delete" for op in ops)
         replay = Replay.IF_NOT_APPLIED if has_delete else Replay.SAFE
         path = f"/collections/{check_collection_name(collection)}/batch"
         req = self._request("POST", path, body=body, replay=replay)

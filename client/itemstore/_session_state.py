@@ -10,8 +10,8 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
+from ._batch import BatchOp
 from ._keys import KeyTag, check_key, key_tag
-from ._protocol import encode_op
 
 
 class Remote(enum.Enum):
@@ -36,7 +36,7 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class CommitPlan:
-    ops: list[bytes]
+    ops: list[BatchOp]
     after: list[tuple[Entry, bytes | None]] = field(default_factory=list)
     """Each changed entry with its new remote encoding (None: deleted)."""
 
@@ -63,7 +63,10 @@ class SessionState:
         return entry
 
     def assign(self, key: Key, value: Any) -> None:
+        """Buffer a write; a key or value the service cannot take fails here,
+        not at commit."""
         tag = key_tag(check_key(key))
+        dumps(value)
         entry = self._entries.get(tag)
         if entry is None:
             self._entries[tag] = Entry(key, True, value, Remote.UNKNOWN, written=True)
@@ -131,10 +134,10 @@ class SessionState:
             if e.present:
                 data = dumps(e.value)
                 if e.written or e.remote is not Remote.PRESENT or data != e.snapshot:
-                    plan.ops.append(encode_op("put", e.key, data))
+                    plan.ops.append(BatchOp("put", e.key, data))
                     plan.after.append((e, data))
             elif e.remote is not Remote.ABSENT:
-                plan.ops.append(encode_op("delete", e.key))
+                plan.ops.append(BatchOp("delete", e.key))
                 plan.after.append((e, None))
         return plan
 

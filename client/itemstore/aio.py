@@ -1,26 +1,26 @@
-"""The asyncio SDK: :class:`AsyncClient` and :class:`AsyncCollection`, the
-same operations as the sync collection, as coroutines and async iterators."""
+"""The asyncio SDK: :class:`AsyncClient`, :class:`AsyncCollection` and
+:class:`AsyncSession`: the sync client's operations, under the same names, as
+coroutines and async iterators (the dict spellings ``c[k]``, ``len(c)`` ... are
+``getitem``, ``count`` ...). Every operation is a flow of ``_collection_flows``
+/ ``_session_flows``, driven here with aiohttp."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
-from itemstore_wire.exactjson import dumps
 
-from ._protocol import Call, Core, Item, OpResult, applied_before, check_collection_name, split_ops
+from . import _flows as flows
+from ._async_transport import AsyncTransport
+from ._batch import BatchOp
+from ._collection_flows import MISSING, CollectionFlows, pairs_of
+from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
 from ._retry import RetryPolicy
-from ._transport import AsyncTransport
-from .client import DEFAULT_URL, lookup_key, pairs_of, put_ops
-from .errors import ItemstoreError
-
-if TYPE_CHECKING:
-    from .session import AsyncSession
+from ._session_flows import SessionFlows
 
 T = TypeVar("T")
-_MISSING: Any = object()
 
 
 class AsyncClient:
@@ -41,7 +41,6 @@ class AsyncClient:
         self._transport = AsyncTransport(
             timeout=timeout, retry=retry or RetryPolicy(), pool_size=pool_size
         )
-        self._limits: Limits | None = None
 
     @property
     def url(self) -> str:
@@ -51,46 +50,37 @@ class AsyncClient:
         """Send one core call and decode its answer."""
         return await self._transport.run(call)
 
+    async def run_flow(self, flow: flows.Flow[T]) -> T:
+        """Run a flow of calls to its result."""
+        return await flows.run_flow(flow, self._transport.run)
+
+    def stream(self, steps: flows.Stream[T]) -> AsyncIterator[T]:
+        """Iterate a stream's results, sending its calls as they are needed."""
+        return flows.stream(steps, self._transport.run)
+
     async def info(self) -> dict[str, Any]:
+        """``GET /``: service name, version, backend and limits."""
         return await self.run(self._core.info())
 
     async def limits(self) -> Limits:
         """The service's limits, asked once and then remembered."""
-        if self._limits is None:
-            self._limits = Limits.from_info(await self.info())
-        return self._limits
+        return await self.run_flow(flows.limits(self._core))
 
     def collection(self, name: str) -> AsyncCollection:
         return AsyncCollection(self, name)
 
     def session(self, name: str) -> AsyncSession:
         """A unit of work on one collection: cached reads, one batch of writes."""
-        from .session import AsyncSession
-
         return AsyncSession(self, name)
 
-    async def collections(self) -> AsyncIterator[str]:
-        cursor: str | None = None
-        while True:
-            page = await self.run(self._core.collections_page(cursor, None))
-            for name in page.entries:
-                yield name
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+    def collections(self) -> AsyncIterator[str]:
+        """Names of the collections that hold items, paged lazily."""
+        return self.stream(flows.collection_names(self._core))
 
-    async def batch(self, collection: str, ops: list[bytes]) -> list[OpResult]:
-        """Send encoded ops in order, one call per ``max_batch_ops``; the
-        results of every op, in order."""
-        results: list[OpResult] = []
-        limits = await self.limits()
-        for chunk in split_ops(ops, limits.max_batch_ops, limits.max_request_bytes):
-            try:
-                chunk_results = await self.run(self._core.batch(collection, chunk))
-            except ItemstoreError as error:
-                raise applied_before(error, len(results), len(ops)) from None
-            results.extend(chunk_results)
-        return results
+    async def batch(self, collection: str, ops: list[BatchOp]) -> list[OpResult]:
+        """Send ops in order, one call per ``max_batch_ops``; the results of
+        every op, in order."""
+        return await self.run_flow(flows.batch(self._core, collection, ops))
 
     async def close(self) -> None:
         await self._transport.close()
@@ -117,114 +107,99 @@ class AsyncCollection:
 
     def __init__(self, client: AsyncClient, name: str) -> None:
         self.client = client
-        self.name = check_collection_name(name)
-        self._core = client._core
+        self._flows = CollectionFlows(client._core, name)
+        self.name = self._flows.name
 
     async def getitem(self, key: Key) -> Any:
         """``c[key]``: the value, KeyError when absent."""
-        item = await self.client.run(self._core.get(self.name, key))
-        if item is None:
-            raise KeyError(key)
-        return item.value
+        return await self.client.run_flow(self._flows.getitem(key))
 
     async def get(self, key: Key, default: Any = None) -> Any:
-        item = await self.client.run(self._core.get(self.name, key))
-        return default if item is None else item.value
+        return await self.client.run_flow(self._flows.get(key, default))
 
     async def get_item(self, key: Key, *, consistent: bool = False) -> Item | None:
         """The value with its ETag, None when absent."""
-        return await self.client.run(self._core.get(self.name, key, consistent=consistent))
+        return await self.client.run_flow(self._flows.get_item(key, consistent))
 
     async def set(
         self, key: Key, value: Any, *, if_match: str | None = None, if_absent: bool = False
     ) -> str:
         """``c[key] = value``; returns the new ETag (conditions as in the sync ``set``)."""
-        call = self._core.put(self.name, key, dumps(value), if_match=if_match, if_absent=if_absent)
-        return (await self.client.run(call))[1]
+        return await self.client.run_flow(self._flows.set(key, value, if_match, if_absent))
 
     async def delete(self, key: Key, *, if_match: str | None = None) -> Item:
         """``del c[key]``: returns the removed item; KeyError when absent."""
-        item = await self.client.run(self._core.delete(self.name, key, if_match=if_match))
-        if item is None:
-            raise KeyError(key)
-        return item
+        return await self.client.run_flow(self._flows.delete(key, if_match))
 
     async def contains(self, key: object) -> bool:
         """``key in c``."""
-        found = lookup_key(key)
-        return found is not None and await self.client.run(self._core.contains(self.name, found))
+        return await self.client.run_flow(self._flows.contains(key))
 
     async def count(self) -> int:
         """``len(c)``."""
-        return await self.client.run(self._core.count(self.name))
+        return await self.client.run_flow(self._flows.count())
 
     async def is_empty(self) -> bool:
         """``not c``."""
-        page = await self.client.run(self._core.page(self.name, None, limit=1, keys_only=True))
-        return not page.entries
+        return await self.client.run_flow(self._flows.is_empty())
 
     async def setdefault(self, key: Key, default: Any = None) -> Any:
         """Atomic setdefault in one conditional PUT."""
-        return await self.client.run(self._core.setdefault(self.name, key, default))
+        return await self.client.run_flow(self._flows.setdefault(key, default))
 
-    async def pop(self, key: Key, default: Any = _MISSING) -> Any:
-        item = await self.client.run(self._core.delete(self.name, key))
-        if item is not None:
-            return item.value
-        if default is _MISSING:
-            raise KeyError(key)
-        return default
+    async def pop(self, key: Key, default: Any = MISSING) -> Any:
+        return await self.client.run_flow(self._flows.pop(key, default))
 
     async def popitem(self) -> tuple[Key, Any]:
-        while True:
-            page = await self.client.run(self._core.page(self.name, None, limit=1, keys_only=True))
-            if not page.entries:
-                raise KeyError("popitem(): collection is empty")
-            key = page.entries[0][0]
-            item = await self.client.run(self._core.delete(self.name, key))
-            if item is not None:
-                return key, item.value
+        return await self.client.run_flow(self._flows.popitem())
 
     async def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """One batch call per ``max_batch_ops``. ``other`` may be a mapping,
         pairs, or another AsyncCollection."""
         if isinstance(other, AsyncCollection):
             other = [pair async for pair in other.items()]
-        ops = put_ops(pairs_of(other, kwargs))
-        if ops:
-            await self.client.batch(self.name, ops)
+        await self.client.run_flow(self._flows.update(pairs_of(other, kwargs)))
 
     async def clear(self) -> None:
-        await self.client.run(self._core.clear(self.name))
+        await self.client.run_flow(self._flows.clear())
 
     async def add(self, value: Any) -> str:
         """Store under a new service-made key; return the key."""
-        return (await self.client.run(self._core.add(self.name, dumps(value))))[0]
+        return await self.client.run_flow(self._flows.add(value))
 
     def __aiter__(self) -> AsyncIterator[Key]:
-        return self.keys()
+        return self.iter_keys()
 
-    async def keys(
-        self, prefix: str | None = None, page_size: int | None = None
-    ) -> AsyncIterator[Key]:
-        size = page_size or (await self.client.limits()).max_page_size
-        async for key, _ in self._walk(prefix, size, True):
-            yield key
+    def keys(self, prefix: str | None = None, page_size: int | None = None) -> AsyncIterator[Key]:
+        return self.iter_keys(prefix, page_size)
 
-    async def values(
-        self, prefix: str | None = None, page_size: int | None = None
-    ) -> AsyncIterator[Any]:
-        async for _, value in self._walk(prefix, page_size, False):
-            yield value
+    def values(self, prefix: str | None = None, page_size: int | None = None) -> AsyncIterator[Any]:
+        return self.iter_values(prefix, page_size)
 
     def items(
         self, prefix: str | None = None, page_size: int | None = None, *, keys_only: bool = False
     ) -> AsyncIterator[tuple[Key, Any]]:
+        return self.iter_items(prefix, page_size, keys_only=keys_only)
+
+    def iter_keys(
+        self, prefix: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Key]:
+        """Every key in key order (``max_page_size`` keys per request unless told)."""
+        return self.client.stream(self._flows.keys(prefix, page_size))
+
+    def iter_values(
+        self, prefix: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Any]:
+        return self.client.stream(self._flows.values(prefix, page_size))
+
+    def iter_items(
+        self, prefix: str | None = None, page_size: int | None = None, *, keys_only: bool = False
+    ) -> AsyncIterator[tuple[Key, Any]]:
         """Every ``(key, value)`` in key order; ``keys_only`` leaves values None."""
-        return self._walk(prefix, page_size, keys_only)
+        return self.client.stream(self._flows.items(prefix, page_size, keys_only))
 
     async def to_dict(self) -> dict[Key, Any]:
-        return {k: v async for k, v in self.items()}
+        return {k: v async for k, v in self.iter_items()}
 
     async def equals(self, other: Mapping[Key, Any] | AsyncCollection) -> bool:
         """``c == other`` for a mapping or another async collection."""
@@ -232,20 +207,88 @@ class AsyncCollection:
             return await self.to_dict() == await other.to_dict()
         return await self.to_dict() == dict(other.items())
 
-    async def _walk(
-        self, prefix: str | None, page_size: int | None, keys_only: bool
-    ) -> AsyncIterator[tuple[Key, Any]]:
-        cursor: str | None = None
-        while True:
-            call = self._core.page(
-                self.name, cursor, limit=page_size, prefix=prefix, keys_only=keys_only
-            )
-            page = await self.client.run(call)
-            for entry in page.entries:
-                yield entry
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
     def __repr__(self) -> str:
         return f"<itemstore.AsyncCollection {self.name!r} at {self.client.url}>"
+
+
+class AsyncSession:
+    """The asyncio session: the operations of the sync :class:`~itemstore.Session`
+    under the same names, with its caching and buffering. Reads are coroutines;
+    so are writes, for symmetry, though they only touch the buffer."""
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self.client = client
+        self._flows = SessionFlows(client._core, name)
+        self.name = self._flows.name
+
+    async def getitem(self, key: Key) -> Any:
+        return await self.client.run_flow(self._flows.getitem(key))
+
+    async def get(self, key: Key, default: Any = None) -> Any:
+        return await self.client.run_flow(self._flows.get(key, default))
+
+    async def set(self, key: Key, value: Any) -> None:
+        self._flows.state.assign(key, value)
+
+    async def delete(self, key: Key) -> None:
+        await self.client.run_flow(self._flows.delete(key))
+
+    async def contains(self, key: object) -> bool:
+        return await self.client.run_flow(self._flows.contains(key))
+
+    async def setdefault(self, key: Key, default: Any = None) -> Any:
+        return await self.client.run_flow(self._flows.setdefault(key, default))
+
+    async def pop(self, key: Key, default: Any = MISSING) -> Any:
+        return await self.client.run_flow(self._flows.pop(key, default))
+
+    async def popitem(self) -> tuple[Key, Any]:
+        return await self.client.run_flow(self._flows.popitem())
+
+    async def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        self._flows.update(pairs_of(other, kwargs))
+
+    async def clear(self) -> None:
+        await self.client.run_flow(self._flows.clear())
+
+    async def count(self) -> int:
+        return await self.client.run_flow(self._flows.count())
+
+    def __aiter__(self) -> AsyncIterator[Key]:
+        return self.keys()
+
+    async def keys(self) -> AsyncIterator[Key]:
+        async for key, _ in self.client.stream(self._flows.items(keys_only=True)):
+            yield key
+
+    async def values(self) -> AsyncIterator[Any]:
+        async for _, value in self.items():
+            yield value
+
+    def items(self) -> AsyncIterator[tuple[Key, Any]]:
+        return self.client.stream(self._flows.items(keys_only=False))
+
+    async def to_dict(self) -> dict[Key, Any]:
+        return {k: v async for k, v in self.items()}
+
+    async def commit(self) -> int:
+        """Send every pending change now, as one batch call per ``max_batch_ops``."""
+        return await self.client.run_flow(self._flows.commit())
+
+    def rollback(self) -> None:
+        self._flows.state.reset()
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.commit()
+
+    def __repr__(self) -> str:
+        return f"<itemstore.AsyncSession {self.name!r} at {self.client.url}>"

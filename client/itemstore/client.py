@@ -1,44 +1,24 @@
-"""The synchronous SDK: :class:`Client` and its dict-like :class:`Collection`."""
+"""The synchronous SDK: :class:`Client`, its dict-like :class:`Collection` and
+:class:`Session`. Every operation is a flow of ``_collection_flows`` /
+``_session_flows``, driven here with blocking I/O."""
 
 from __future__ import annotations
 
-from collections.abc import (
-    ItemsView,
-    Iterable,
-    Iterator,
-    KeysView,
-    Mapping,
-    MutableMapping,
-    ValuesView,
-)
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
-from itemstore_wire.exactjson import dumps
 
-from ._keys import check_key
-from ._protocol import (
-    Call,
-    Core,
-    Item,
-    OpResult,
-    Page,
-    applied_before,
-    check_collection_name,
-    encode_op,
-    split_ops,
-)
+from . import _flows as flows
+from ._batch import BatchOp
+from ._collection_flows import MISSING, CollectionFlows, pairs_of
+from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
 from ._retry import RetryPolicy
-from ._transport import SyncTransport
-from .errors import ItemstoreError, ValidationError
-
-if TYPE_CHECKING:
-    from .session import Session
+from ._session_flows import SessionFlows
+from ._sync_transport import SyncTransport
 
 T = TypeVar("T")
-_MISSING: Any = object()
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 class Client:
@@ -58,7 +38,6 @@ class Client:
         self._transport = SyncTransport(
             timeout=timeout, retry=retry or RetryPolicy(), pool_size=pool_size
         )
-        self._limits: Limits | None = None
 
     @property
     def url(self) -> str:
@@ -68,48 +47,37 @@ class Client:
         """Send one core call and decode its answer."""
         return self._transport.run(call)
 
+    def run_flow(self, flow: flows.Flow[T]) -> T:
+        """Run a flow of calls to its result."""
+        return flows.run_flow_sync(flow, self._transport.run)
+
+    def stream(self, steps: flows.Stream[T]) -> Iterator[T]:
+        """Iterate a stream's results, sending its calls as they are needed."""
+        return flows.stream_sync(steps, self._transport.run)
+
     def info(self) -> dict[str, Any]:
         """``GET /``: service name, version, backend and limits."""
         return self.run(self._core.info())
 
-    @property
     def limits(self) -> Limits:
         """The service's limits, asked once and then remembered."""
-        if self._limits is None:
-            self._limits = Limits.from_info(self.info())
-        return self._limits
+        return self.run_flow(flows.limits(self._core))
 
     def collection(self, name: str) -> Collection:
         return Collection(self, name)
 
     def session(self, name: str) -> Session:
         """A unit of work on one collection: cached reads, one batch of writes."""
-        from .session import Session
-
         return Session(self, name)
 
     def collections(self) -> Iterator[str]:
         """Names of the collections that hold items, paged lazily."""
-        cursor: str | None = None
-        while True:
-            page = self.run(self._core.collections_page(cursor, None))
-            yield from page.entries
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self.stream(flows.collection_names(self._core))
 
-    def batch(self, collection: str, ops: list[bytes]) -> list[OpResult]:
-        """Send encoded ops in order, one call per ``max_batch_ops``; the
-        results of every op, in order."""
-        results: list[OpResult] = []
-        limits = self.limits
-        for chunk in split_ops(ops, limits.max_batch_ops, limits.max_request_bytes):
-            try:
-                chunk_results = self.run(self._core.batch(collection, chunk))
-            except ItemstoreError as error:
-                raise applied_before(error, len(results), len(ops)) from None
-            results.extend(chunk_results)
-        return results
+    def batch(self, collection: str, ops: list[BatchOp]) -> list[OpResult]:
+        """Send ops in order, one call per ``max_batch_ops``; the results of
+        every op, in order."""
+        return self.run_flow(flows.batch(self._core, collection, ops))
 
     def close(self) -> None:
         self._transport.close()
@@ -129,110 +97,61 @@ class Client:
         return f"Client({self.url!r})"
 
 
-def lookup_key(key: object) -> Key | None:
-    """The key to look up for ``key in c``: None for a hashable value that is no
-    key the service takes (as a dict answers False); TypeError for an
-    unhashable one."""
-    hash(key)
-    try:
-        return check_key(key)
-    except (TypeError, ValidationError):
-        return None
-
-
-def pairs_of(other: Any, kwargs: Mapping[str, Any]) -> Iterator[tuple[Key, Any]]:
-    """The ``(key, value)`` pairs of ``dict.update``'s arguments, by dict's rules."""
-    if isinstance(other, Mapping):
-        yield from other.items()
-    elif hasattr(other, "keys"):
-        for k in other.keys():  # noqa: SIM118 - dict.update's own rule
-            yield k, other[k]
-    else:
-        for pair in other:
-            k, v = pair
-            yield k, v
-    yield from kwargs.items()
-
-
-def put_ops(pairs: Iterable[tuple[Key, Any]]) -> list[bytes]:
-    return [encode_op("put", check_key(k), dumps(v)) for k, v in pairs]
-
-
 class Collection(MutableMapping[Key, Any]):
     """A remote collection with the dict API. Every operation is one request
     (``update`` one per ``max_batch_ops``); iteration and the views are lazy
-    and paged. Keys come back with their type."""
+    and paged. Keys come back with their type. The named methods
+    (``getitem``, ``contains``, ``count`` ...) are the ``AsyncCollection``'s."""
 
     def __init__(self, client: Client, name: str) -> None:
         self.client = client
-        self.name = check_collection_name(name)
-        self._core = client._core
+        self._flows = CollectionFlows(client._core, name)
+        self.name = self._flows.name
 
     # -- the dict API ----------------------------------------------------------------
     def __getitem__(self, key: Key) -> Any:
-        item = self.client.run(self._core.get(self.name, key))
-        if item is None:
-            raise KeyError(key)
-        return item.value
+        return self.client.run_flow(self._flows.getitem(key))
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        self.client.run(self._core.put(self.name, key, dumps(value)))
+        self.set(key, value)
 
     def __delitem__(self, key: Key) -> None:
-        if self.client.run(self._core.delete(self.name, key)) is None:
-            raise KeyError(key)
+        self.delete(key)
 
     def __contains__(self, key: object) -> bool:
-        found = lookup_key(key)
-        return found is not None and self.client.run(self._core.contains(self.name, found))
+        return self.client.run_flow(self._flows.contains(key))
 
     def __iter__(self) -> Iterator[Key]:
         return self.iter_keys()
 
     def __len__(self) -> int:
-        return self.client.run(self._core.count(self.name))
+        return self.client.run_flow(self._flows.count())
 
     def __bool__(self) -> bool:
-        page = self.client.run(self._core.page(self.name, None, limit=1, keys_only=True))
-        return bool(page.entries)
+        return not self.is_empty()
 
     def get(self, key: Key, default: Any = None) -> Any:
-        item = self.client.run(self._core.get(self.name, key))
-        return default if item is None else item.value
+        return self.client.run_flow(self._flows.get(key, default))
 
     def setdefault(self, key: Key, default: Any = None) -> Any:
         """Atomic: creates the item only if absent (one conditional PUT) and
         returns what is stored afterwards."""
-        return self.client.run(self._core.setdefault(self.name, key, default))
+        return self.client.run_flow(self._flows.setdefault(key, default))
 
-    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+    def pop(self, key: Key, default: Any = MISSING) -> Any:
         """Remove and return the value in one round trip."""
-        item = self.client.run(self._core.delete(self.name, key))
-        if item is not None:
-            return item.value
-        if default is _MISSING:
-            raise KeyError(key)
-        return default
+        return self.client.run_flow(self._flows.pop(key, default))
 
     def popitem(self) -> tuple[Key, Any]:
         """Remove and return the first item in key order; KeyError when empty."""
-        while True:
-            page = self.client.run(self._core.page(self.name, None, limit=1, keys_only=True))
-            if not page.entries:
-                raise KeyError("popitem(): collection is empty")
-            key = page.entries[0][0]
-            item = self.client.run(self._core.delete(self.name, key))
-            if item is not None:  # else another client took it first: try the next one
-                return key, item.value
+        return self.client.run_flow(self._flows.popitem())
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Store many items: one batch call per ``max_batch_ops`` (not atomic)."""
-        ops = put_ops(pairs_of(other, kwargs))
-        if ops:
-            self.client.batch(self.name, ops)
+        self.client.run_flow(self._flows.update(pairs_of(other, kwargs)))
 
     def clear(self) -> None:
-        self.client.run(self._core.clear(self.name))
+        self.client.run_flow(self._flows.clear())
 
     def keys(self) -> KeysView[Key]:
         return KeysView(self)
@@ -247,9 +166,6 @@ class Collection(MutableMapping[Key, Any]):
         """A plain dict with every item (as ``to_dict``)."""
         return self.to_dict()
 
-    def to_dict(self) -> dict[Key, Any]:
-        return dict(self.iter_items())
-
     def __ior__(self, other: Any) -> Collection:
         self.update(other)
         return self
@@ -257,11 +173,31 @@ class Collection(MutableMapping[Key, Any]):
     def __repr__(self) -> str:
         return f"<itemstore.Collection {self.name!r} at {self.client.url}>"
 
-    # -- beyond dict -------------------------------------------------------------------
+    # -- the names both clients share ------------------------------------------------
+    def getitem(self, key: Key) -> Any:
+        """``c[key]``: the value, KeyError when absent."""
+        return self[key]
+
+    def contains(self, key: object) -> bool:
+        """``key in c``."""
+        return key in self
+
+    def count(self) -> int:
+        """``len(c)``."""
+        return len(self)
+
+    def is_empty(self) -> bool:
+        """``not c``."""
+        return self.client.run_flow(self._flows.is_empty())
+
+    def equals(self, other: Mapping[Key, Any]) -> bool:
+        """``c == other``."""
+        return self == other
+
     def get_item(self, key: Key, *, consistent: bool = False) -> Item | None:
         """The value with its ETag (None when absent); ``consistent`` asks for a
         strongly consistent read."""
-        return self.client.run(self._core.get(self.name, key, consistent=consistent))
+        return self.client.run_flow(self._flows.get_item(key, consistent))
 
     def set(
         self, key: Key, value: Any, *, if_match: str | None = None, if_absent: bool = False
@@ -269,53 +205,39 @@ class Collection(MutableMapping[Key, Any]):
         """Store ``value``; return its new ETag. ``if_match`` makes it a
         compare-and-set, ``if_absent`` a create; a failed condition raises
         ``PreconditionFailed`` carrying the current value and ETag."""
-        call = self._core.put(self.name, key, dumps(value), if_match=if_match, if_absent=if_absent)
-        return self.client.run(call)[1]
+        return self.client.run_flow(self._flows.set(key, value, if_match, if_absent))
 
     def delete(self, key: Key, *, if_match: str | None = None) -> Item:
         """Remove an item and return it; KeyError when absent."""
-        item = self.client.run(self._core.delete(self.name, key, if_match=if_match))
-        if item is None:
-            raise KeyError(key)
-        return item
+        return self.client.run_flow(self._flows.delete(key, if_match))
 
     def add(self, value: Any) -> str:
         """Store ``value`` under a new time-ordered key made by the service; return the key."""
-        return self.client.run(self._core.add(self.name, dumps(value)))[0]
+        return self.client.run_flow(self._flows.add(value))
+
+    def to_dict(self) -> dict[Key, Any]:
+        return dict(self.iter_items())
 
     def iter_keys(self, prefix: str | None = None, page_size: int | None = None) -> Iterator[Key]:
-        size = page_size or self.client.limits.max_page_size
-        for key, _ in self.iter_items(prefix, size, keys_only=True):
-            yield key
+        """Every key in key order (``max_page_size`` keys per request unless told)."""
+        return self.client.stream(self._flows.keys(prefix, page_size))
+
+    def iter_values(self, prefix: str | None = None, page_size: int | None = None) -> Iterator[Any]:
+        return self.client.stream(self._flows.values(prefix, page_size))
 
     def iter_items(
         self, prefix: str | None = None, page_size: int | None = None, *, keys_only: bool = False
     ) -> Iterator[tuple[Key, Any]]:
         """Every ``(key, value)`` in key order, one page per request; ``prefix``
         selects str keys starting with it; ``keys_only`` leaves values None."""
-        return self._walk(prefix, page_size, keys_only)
-
-    def _walk(
-        self, prefix: str | None, page_size: int | None, keys_only: bool
-    ) -> Iterator[tuple[Key, Any]]:
-        cursor: str | None = None
-        while True:
-            call = self._core.page(
-                self.name, cursor, limit=page_size, prefix=prefix, keys_only=keys_only
-            )
-            page: Page[tuple[Key, Any]] = self.client.run(call)
-            yield from page.entries
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self.client.stream(self._flows.items(prefix, page_size, keys_only))
 
 
 class _Values(ValuesView[Any]):
     _mapping: Collection
 
     def __iter__(self) -> Iterator[Any]:
-        for _, value in self._mapping.iter_items():
-            yield value
+        return self._mapping.iter_values()
 
     def __contains__(self, value: object) -> bool:
         return any(v is value or v == value for v in self)
@@ -326,3 +248,126 @@ class _Items(ItemsView[Key, Any]):
 
     def __iter__(self) -> Iterator[tuple[Key, Any]]:
         return self._mapping.iter_items()
+
+
+class Session(MutableMapping[Key, Any]):
+    """A unit of work on one collection: a dict view with cached reads and
+    buffered writes, sent as ONE batch call (split only at the service's
+    limits) by ``commit()`` or when a ``with`` block ends normally; a block
+    that ends with an exception sends nothing. Values handed out are the cached
+    objects themselves: in-place changes are saved at commit too (only values
+    that really changed are sent). ``len`` and iteration merge the service's
+    items with the pending changes. For one task or thread at a time."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self._flows = SessionFlows(client._core, name)
+        self.name = self._flows.name
+
+    # -- the dict API ----------------------------------------------------------------
+    def __getitem__(self, key: Key) -> Any:
+        return self.client.run_flow(self._flows.getitem(key))
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        self._flows.state.assign(key, value)
+
+    def __delitem__(self, key: Key) -> None:
+        self.client.run_flow(self._flows.delete(key))
+
+    def __contains__(self, key: object) -> bool:
+        return self.client.run_flow(self._flows.contains(key))
+
+    def __iter__(self) -> Iterator[Key]:
+        for key, _ in self.client.stream(self._flows.items(keys_only=True)):
+            yield key
+
+    def __len__(self) -> int:
+        return self.client.run_flow(self._flows.count())
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self.client.run_flow(self._flows.get(key, default))
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        return self.client.run_flow(self._flows.setdefault(key, default))
+
+    def pop(self, key: Key, default: Any = MISSING) -> Any:
+        return self.client.run_flow(self._flows.pop(key, default))
+
+    def popitem(self) -> tuple[Key, Any]:
+        return self.client.run_flow(self._flows.popitem())
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        self._flows.update(pairs_of(other, kwargs))
+
+    def clear(self) -> None:
+        self.client.run_flow(self._flows.clear())
+
+    def keys(self) -> KeysView[Key]:
+        return KeysView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _SessionValues(self)
+
+    def items(self) -> ItemsView[Key, Any]:
+        return _SessionItems(self)
+
+    # -- the names both clients share ------------------------------------------------
+    def getitem(self, key: Key) -> Any:
+        return self[key]
+
+    def set(self, key: Key, value: Any) -> None:
+        self[key] = value
+
+    def delete(self, key: Key) -> None:
+        del self[key]
+
+    def contains(self, key: object) -> bool:
+        return key in self
+
+    def count(self) -> int:
+        return len(self)
+
+    def to_dict(self) -> dict[Key, Any]:
+        return dict(self._walk())
+
+    def _walk(self) -> Iterator[tuple[Key, Any]]:
+        return self.client.stream(self._flows.items(keys_only=False))
+
+    def commit(self) -> int:
+        """Send every pending change now, as one batch call per ``max_batch_ops``;
+        return how many ops were sent. The cache stays valid afterwards."""
+        return self.client.run_flow(self._flows.commit())
+
+    def rollback(self) -> None:
+        """Forget pending changes and cached reads."""
+        self._flows.state.reset()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+
+    def __repr__(self) -> str:
+        return f"<itemstore.Session {self.name!r} at {self.client.url}>"
+
+
+class _SessionValues(ValuesView[Any]):
+    _mapping: Session
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, value in self._mapping._walk():
+            yield value
+
+
+class _SessionItems(ItemsView[Key, Any]):
+    _mapping: Session
+
+    def __iter__(self) -> Iterator[tuple[Key, Any]]:
+        return self._mapping._walk()

@@ -5,6 +5,8 @@
   session commits when the endpoint returns and sends nothing when it raises.
 * aiohttp: ``@ctx.handler`` turns ``async def view(request, db)`` into a handler
   with the same rule.
+
+Only the aiohttp handler path imports aiohttp: a sync FastAPI app never loads it.
 """
 
 from __future__ import annotations
@@ -13,19 +15,21 @@ import functools
 import os
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from typing import overload
+from typing import TYPE_CHECKING, TypeAlias, overload
 
-from aiohttp import web
+from ._protocol import DEFAULT_URL
+from .client import Client, Session
 
-from .aio import AsyncClient
-from .client import DEFAULT_URL, Client
-from .session import AsyncSession, Session
+if TYPE_CHECKING:  # for type checkers only: at run time aiohttp loads when used
+    from aiohttp import web
+
+    from .aio import AsyncClient, AsyncSession
 
 _default: Client | None = None
 _default_lock = threading.Lock()
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SessionHandler = Callable[[web.Request, AsyncSession], Awaitable[web.StreamResponse]]
+Handler: TypeAlias = "Callable[[web.Request], Awaitable[web.StreamResponse]]"
+SessionHandler: TypeAlias = "Callable[[web.Request, AsyncSession], Awaitable[web.StreamResponse]]"
 
 
 def default_client() -> Client:
@@ -75,6 +79,7 @@ class AsyncStorageContext:
         committed when the view returns a response (web.HTTPException
         responses such as redirects included); nothing sent when it raises
         anything else."""
+        from aiohttp import web
 
         @functools.wraps(view)
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -99,6 +104,8 @@ def storage_context(
 ) -> StorageContext | AsyncStorageContext:
     """A per-request session factory on ``collection``: sync on a :class:`Client`
     (the process default when None), async on an :class:`AsyncClient`."""
-    if isinstance(client, AsyncClient):
-        return AsyncStorageContext(collection, client)
-    return StorageContext(collection, client or default_client())
+    if client is None:
+        return StorageContext(collection, default_client())
+    if isinstance(client, Client):
+        return StorageContext(collection, client)
+    return AsyncStorageContext(collection, client)

@@ -6,7 +6,16 @@ import uuid
 
 import pytest
 
-from itemstore import AsyncClient, AsyncCollection, PreconditionFailed
+from itemstore import (
+    AsyncClient,
+    AsyncCollection,
+    AsyncSession,
+    Client,
+    Collection,
+    Limits,
+    PreconditionFailed,
+    Session,
+)
 
 
 @pytest.fixture
@@ -63,3 +72,25 @@ async def test_async_iteration_pages(acoll: AsyncCollection, async_client: Async
     assert await other.equals(acoll)
     assert acoll.name in [n async for n in async_client.collections()]
     assert len(await other.add({"x": 1})) == 26
+
+
+def test_sync_and_async_surfaces_have_the_same_names() -> None:
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(AsyncClient) == public(Client)
+    assert public(AsyncCollection) == public(Collection) - {"copy"}  # copy: dict's own
+    assert public(AsyncSession) == public(Session)
+
+
+async def test_same_names_answer_alike(acoll: AsyncCollection, sync_client: Client) -> None:
+    coll = sync_client.collection(acoll.name)
+    await acoll.update({"a": 1, "b": 2, "c": 3})
+    assert [k async for k in acoll.iter_keys(page_size=2)] == list(coll.iter_keys(page_size=2))
+    assert [v async for v in acoll.iter_values()] == list(coll.iter_values()) == [1, 2, 3]
+    assert await acoll.count() == coll.count() == 3
+    assert await acoll.contains("a") and coll.contains("a") and coll.getitem("a") == 1
+    assert not await acoll.is_empty() and not coll.is_empty()
+    assert await acoll.equals(coll) and coll.equals(await acoll.to_dict())
+    limits: Limits = await acoll.client.limits()
+    assert limits == sync_client.limits()

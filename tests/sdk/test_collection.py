@@ -112,7 +112,7 @@ def test_invalid_keys_raise_validation_error(coll: Collection) -> None:
 
 def test_a_split_update_says_what_was_applied(coll: Collection) -> None:
     items: dict[str, object] = {f"k{i:03}": i for i in range(150)}
-    items["k149"] = "x" * (coll.client.limits.max_value_bytes + 1)
+    items["k149"] = "x" * (coll.client.limits().max_value_bytes + 1)
     with pytest.raises(ValidationError) as info:
         coll.update(items)  # two batch calls: 100 ops, then 50 with a bad one
     assert info.value.detail.startswith("100 of 150 ops were applied before this failed")
@@ -143,7 +143,7 @@ def test_update_like_dict_and_in_chunks(coll: Collection) -> None:
     coll.update(coll.client.collection(coll.name))  # a Mapping: no-op copy onto itself
     coll |= {"d": 4}
     assert coll.to_dict() == {"a": 1, "b": 2, "c": 3, 4: "four", "d": 4}
-    many = {f"k{i:04d}": i for i in range(coll.client.limits.max_batch_ops * 2 + 7)}
+    many = {f"k{i:04d}": i for i in range(coll.client.limits().max_batch_ops * 2 + 7)}
     coll.update(many)
     assert len(coll) == len(many) + 5
     assert coll["k0206"] == 206

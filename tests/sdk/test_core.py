@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from itemstore import PreconditionFailed, Unauthorized, Unavailable, ValidationError
+from itemstore._batch import BatchOp, split_ops
 from itemstore._keys import check_key, key_tag, path_segment
-from itemstore._protocol import Core, Response, encode_op, problem_error, split_ops
+from itemstore._protocol import Core, Response, problem_error
 from itemstore._retry import Replay, RetryPolicy, parse_retry_after
 from itemstore.errors import ItemstoreError
 from itemstore_wire.contract import Limits, key_type
@@ -145,13 +146,13 @@ def test_precondition_failed_exposes_current_and_etag() -> None:
 
 
 def test_batch_body_and_replay_class() -> None:
-    ops = [encode_op("put", "a", b'{"x":1}'), encode_op("get", 2)]
+    ops = [BatchOp("put", "a", b'{"x":1}'), BatchOp("get", 2)]
     call = CORE.batch("c", ops)
     assert orjson.loads(call.request.body or b"") == {
         "ops": [{"op": "put", "key": "a", "value": {"x": 1}}, {"op": "get", "key": 2}]
     }
     assert call.request.replay is Replay.SAFE
-    assert CORE.batch("c", [encode_op("delete", True)]).request.replay is Replay.IF_NOT_APPLIED
+    assert CORE.batch("c", [BatchOp("delete", True)]).request.replay is Replay.IF_NOT_APPLIED
     results = call.decode(
         Response(200, {}, b'{"results":[{"status":201,"etag":"e"},{"status":404}]}')
     )
@@ -161,12 +162,12 @@ def test_batch_body_and_replay_class() -> None:
 
 
 def test_split_ops_keeps_order_and_limits() -> None:
-    ops = [encode_op("put", i, b"0") for i in range(250)]
+    ops = [BatchOp("put", i, b"0") for i in range(250)]
     chunks = split_ops(ops, 100, 10**6)
     assert [len(c) for c in chunks] == [100, 100, 50]
     assert [op for c in chunks for op in c] == ops
     small = split_ops(ops, 100, 200)
-    assert all(sum(len(op) + 1 for op in c) <= 200 for c in small)
+    assert all(sum(len(op.encoded) + 1 for op in c) <= 200 for c in small)
     assert [op for c in small for op in c] == ops
 
 

@@ -29,7 +29,7 @@ FAST = RetryPolicy(retries=2, backoff=0.01, max_backoff=0.02, max_retry_after=1)
 
 
 def test_value_errors(coll: Collection) -> None:
-    big = "x" * (coll.client.limits.max_value_bytes + 1)
+    big = "x" * (coll.client.limits().max_value_bytes + 1)
     with pytest.raises(ValidationError) as info:
         coll["big"] = big
     assert info.value.status == 413 and info.value.code == "value-too-large"
