@@ -1,7 +1,11 @@
-"""Shared fixtures: a real moto DynamoDB server and configs for each backend.
+"""Shared fixtures: real DynamoDB servers (moto, dynalite) and configs for each backend.
 
 ``moto_endpoint`` (session): URL of a moto server on a free local port.
-``dynamodb_config``: a Config on that server with a table of its own per test.
+``dynalite_endpoint`` (session): URL of a dynalite server on a free local port
+(skipped, with the reason, when node or the npm package is missing).
+``moto_config`` (alias ``dynamodb_config``): a Config on the moto server with a
+table of its own per test; ``dynalite_config``: the same on the dynalite server;
+``any_dynamodb_config``: each of the two in turn.
 ``sqlite_config``: a Config on a fresh SQLite file in the test's tmp_path.
 """
 
@@ -19,6 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
+from tests.dynalite_server import missing_reason, running_dynalite
 
 # Fake credentials for the whole test run, so that no test can read (or spend)
 # real ones: set before any client is made.
@@ -46,15 +51,43 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def dynamodb_config(moto_endpoint: str) -> Config:
-    """A DynamoDB Config on the moto server, with a table name no other test uses."""
+@pytest.fixture(scope="session")
+def dynalite_endpoint() -> Iterator[str]:
+    """A dynalite server (in memory) on a free port of 127.0.0.1."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_dynalite() as (url, _pid):
+        yield url
+
+
+def table_config(endpoint: str) -> Config:
+    """A DynamoDB Config on ``endpoint`` with a table name no other test uses
+    (of 3 to 255 characters, as DynamoDB and dynalite want)."""
     return Config(
         backend="dynamodb",
-        dynamodb_endpoint=moto_endpoint,
+        dynamodb_endpoint=endpoint,
         dynamodb_table=f"itemstore-{uuid.uuid4().hex}",
         dynamodb_create_table=True,
     )
+
+
+@pytest.fixture
+def moto_config(moto_endpoint: str) -> Config:
+    """A DynamoDB Config on the moto server, with a table name no other test uses."""
+    return table_config(moto_endpoint)
+
+
+@pytest.fixture
+def dynamodb_config(moto_config: Config) -> Config:
+    """The DynamoDB Config of tests that run on one implementation: moto."""
+    return moto_config
+
+
+@pytest.fixture
+def dynalite_config(dynalite_endpoint: str) -> Config:
+    """A DynamoDB Config on the dynalite server, with a table name no other test uses."""
+    return table_config(dynalite_endpoint)
 
 
 @pytest.fixture
@@ -63,9 +96,17 @@ def sqlite_config(tmp_path: Path) -> Config:
     return Config(backend="sqlite", sqlite_path=str(tmp_path / "items.sqlite3"))
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["moto", "dynalite"])
+def any_dynamodb_config(request: pytest.FixtureRequest) -> Config:
+    """A table of its own on each DynamoDB implementation in turn."""
+    config: Config = request.getfixturevalue(f"{request.param}_config")
+    return config
+
+
+@pytest.fixture(params=["sqlite", "dynamodb", "dynalite"])
 def any_config(request: pytest.FixtureRequest) -> Config:
-    """The Config of each backend in turn: tests using it run on both."""
+    """The Config of each backend in turn: SQLite, DynamoDB on moto, DynamoDB
+    on dynalite (skipped without node)."""
     config: Config = request.getfixturevalue(f"{request.param}_config")
     return config
 

@@ -1,6 +1,7 @@
-"""The backend conformance suite on the DynamoDB backend (a moto server, a
-table per test), and what is particular to DynamoDB: table setup, the stored
-layout, shards, the collection registry, unreachable endpoints."""
+"""The backend conformance suite on the DynamoDB backend, on two independent
+DynamoDB implementations (a moto server and a dynalite server, a table per
+test), and what is particular to DynamoDB: table setup, the stored layout,
+shards, the collection registry, unreachable endpoints."""
 
 from __future__ import annotations
 
@@ -14,15 +15,22 @@ from typing import Any
 import aioboto3
 import orjson
 import pytest
-from botocore.config import Config as BotoConfig
 
 from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import Record
 from itemstore_service.backends.dynamodb import DynamoDBBackend
+from itemstore_service.backends.dynamodb_sigv4 import Credentials
+from itemstore_service.backends.dynamodb_wire import DynamoDBWire, WirePolicy
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
 from tests.backend_conformance import BackendConformance, Opener
+
+
+@pytest.fixture
+def dynamodb_config(any_dynamodb_config: Config) -> Config:
+    """Every test of this module runs on moto and on dynalite."""
+    return any_dynamodb_config
 
 
 class TestDynamoDBBackend(BackendConformance):
@@ -32,10 +40,10 @@ class TestDynamoDBBackend(BackendConformance):
 
 
 @pytest.fixture
-async def raw_client(moto_endpoint: str) -> AsyncIterator[Any]:
-    """A plain client of the moto server, to look at or prepare tables directly."""
+async def raw_client(dynamodb_config: Config) -> AsyncIterator[Any]:
+    """A plain client of the test's DynamoDB server, to look at or prepare tables directly."""
     async with aioboto3.Session().client(
-        "dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1"
+        "dynamodb", endpoint_url=dynamodb_config.dynamodb_endpoint, region_name="us-east-1"
     ) as client:
         yield client
 
@@ -167,14 +175,16 @@ def _closed_port() -> int:
 
 
 async def test_unreachable_endpoint_is_backend_unavailable() -> None:
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    endpoint = f"http://127.0.0.1:{_closed_port()}/"
     # One attempt and short timeouts keep this test fast; the real settings retry.
-    quick = BotoConfig(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1)
-    async with aioboto3.Session().client(
-        "dynamodb", endpoint_url=endpoint, region_name="us-east-1", config=quick
-    ) as client:
-        backend = DynamoDBBackend(client, "itemstore", 8)
+    quick = WirePolicy(attempts=1, connect_timeout=1)
+    async with DynamoDBWire(endpoint, "us-east-1", static_credentials, quick) as wire:
+        backend = DynamoDBBackend(wire, "itemstore", 8)
         with pytest.raises(BackendUnavailable, match="cannot reach DynamoDB"):
             await backend.ping()
         with pytest.raises(BackendUnavailable, match="cannot reach DynamoDB"):
             await backend.get_many([("c", "sa")], consistent=False)
+
+
+async def static_credentials() -> Credentials:
+    return Credentials("testing", "testing")

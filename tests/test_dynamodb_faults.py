@@ -1,11 +1,13 @@
-"""DynamoDB faults that moto cannot produce: throttled batches and errors.
+"""DynamoDB faults that moto and dynalite cannot produce: throttled batches and errors.
 
 Real DynamoDB hands back part of a BatchWriteItem / BatchGetItem as
 UnprocessedItems / UnprocessedKeys when a partition is throttled, and answers
-ProvisionedThroughputExceededException or ThrottlingException under load; moto
-always processes everything. So these tests wrap the real client of a moto
-server in a thin layer that injects exactly those answers, and otherwise passes
-every call through to moto; what ends up stored is then read back from moto.
+ProvisionedThroughputExceededException or ThrottlingException under load; the
+servers of the suite always process everything. So these tests wrap the
+backend's real wire client in a thin layer that injects exactly those answers,
+and otherwise passes every call through to the server (moto, then dynalite);
+what ends up stored is then read back from it. The wire's own retries of such
+answers are tested in test_dynamodb_wire.py.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import ConditionFailed, ItemKey, Record
 from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy
+from itemstore_service.backends.dynamodb_errors import error_of
+from itemstore_service.backends.dynamodb_wire import DynamoDBWire
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.keys import encode_key
@@ -28,80 +31,70 @@ from itemstore_service.observability.metrics import UNPROCESSED_RETRIES
 FAST = RetryPolicy(attempts=4, base=0.001, cap=0.004)
 
 
-class UnprocessedClient:
-    """The real client, except that each of the first ``faults`` calls of
+class UnprocessedWire:
+    """The real wire client, except that each of the first ``faults`` calls of
     ``operation`` (a batch) sends only its first ``keep`` requests to moto and
     returns the rest as unprocessed, as a throttled DynamoDB does."""
 
-    def __init__(self, real: Any, operation: str, *, faults: float, keep: int) -> None:
+    def __init__(self, real: DynamoDBWire, operation: str, *, faults: float, keep: int) -> None:
         self.real, self.operation, self.faults, self.keep = real, operation, faults, keep
         self.calls = self.injected = 0
 
-    def __getattr__(self, name: str) -> Any:
-        if name != self.operation:
-            return getattr(self.real, name)
-        return self._batch_write if name == "batch_write_item" else self._batch_get
-
-    def _inject(self) -> bool:
+    async def request(
+        self, operation: str, body: dict[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        if operation != self.operation:
+            return await self.real.request(operation, body, idempotent=idempotent)
         self.calls += 1
-        if self.injected < self.faults:
-            self.injected += 1
-            return True
-        return False
-
-    async def _batch_write(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        if not self._inject():
-            return dict(await self.real.batch_write_item(RequestItems=RequestItems))
-        ((table, requests),) = RequestItems.items()
-        sent, left = requests[: self.keep], requests[self.keep :]
-        response: dict[str, Any] = {}
-        if sent:
-            response = dict(await self.real.batch_write_item(RequestItems={table: sent}))
-        response["UnprocessedItems"] = {table: left} if left else {}
-        return response
-
-    async def _batch_get(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        if not self._inject():
-            return dict(await self.real.batch_get_item(RequestItems=RequestItems))
-        ((table, request),) = RequestItems.items()
+        if self.injected >= self.faults:
+            return await self.real.request(operation, body)
+        self.injected += 1
+        ((table, request),) = body["RequestItems"].items()
+        if operation == "BatchWriteItem":
+            sent, left = request[: self.keep], request[self.keep :]
+            response: dict[str, Any] = {}
+            if sent:
+                response = await self.real.request(operation, {"RequestItems": {table: sent}})
+            response["UnprocessedItems"] = {table: left} if left else {}
+            return response
         sent, left = request["Keys"][: self.keep], request["Keys"][self.keep :]
-        response: dict[str, Any] = {"Responses": {table: []}}
+        response = {"Responses": {table: []}}
         if sent:
-            response = dict(
-                await self.real.batch_get_item(RequestItems={table: {**request, "Keys": sent}})
+            response = await self.real.request(
+                operation, {"RequestItems": {table: {**request, "Keys": sent}}}
             )
         response["UnprocessedKeys"] = {table: {**request, "Keys": left}} if left else {}
         return response
 
 
-class FailingClient:
-    """The real client, except that ``operation`` raises the given error code."""
+class FailingWire:
+    """The real wire client, except that ``operation`` fails with the given
+    error code (as it would once the wire's own retries are spent)."""
 
-    def __init__(self, real: Any, operation: str, code: str, message: str) -> None:
+    def __init__(self, real: DynamoDBWire, operation: str, code: str, message: str) -> None:
         self.real, self.operation = real, operation
-        self.error = {"Error": {"Code": code, "Message": message}}
+        self.answer = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
 
-    def __getattr__(self, name: str) -> Any:
-        if name != self.operation:
-            return getattr(self.real, name)
-
-        async def fail(**params: Any) -> dict[str, Any]:
-            raise ClientError(self.error, name)
-
-        return fail
+    async def request(
+        self, operation: str, body: dict[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        if operation == self.operation:
+            raise error_of(400, self.answer)
+        return await self.real.request(operation, body, idempotent=idempotent)
 
 
 @pytest.fixture
-async def real(dynamodb_config: Config) -> AsyncIterator[DynamoDBBackend]:
-    """A backend on a fresh moto table, without injected faults."""
-    async with dynamodb.open(dynamodb_config) as backend:
+async def real(any_dynamodb_config: Config) -> AsyncIterator[DynamoDBBackend]:
+    """A backend on a fresh table (moto, then dynalite), without injected faults."""
+    async with dynamodb.open(any_dynamodb_config) as backend:
         yield backend
 
 
-def faulty(real: DynamoDBBackend, client: Any) -> DynamoDBBackend:
-    # Retries are counted as the app counts them.
+def faulty(real: DynamoDBBackend, wire: Any) -> DynamoDBBackend:
+    """A backend on the same table whose calls go through ``wire``; retries
+    are counted as the app counts them."""
     return DynamoDBBackend(
-        client, real.table, real.shards, retry=FAST, on_retry=count_unprocessed_retries
+        wire, real.table, real.shards, retry=FAST, on_retry=count_unprocessed_retries
     )
 
 
@@ -112,7 +105,7 @@ def items(n: int) -> dict[ItemKey, Record]:
 @pytest.mark.parametrize("keep", [0, 7])
 async def test_partly_unprocessed_writes_complete(real: DynamoDBBackend, keep: int) -> None:
     # keep=0: calls that make no progress at all, but fewer than the retry bound.
-    client = UnprocessedClient(real.client, "batch_write_item", faults=3, keep=keep)
+    client = UnprocessedWire(real.wire, "BatchWriteItem", faults=3, keep=keep)
     puts = items(60)
     retries = UNPROCESSED_RETRIES.labels(kind="write")
     before = retries._value.get()
@@ -128,7 +121,7 @@ async def test_partly_unprocessed_writes_complete(real: DynamoDBBackend, keep: i
 async def test_partly_unprocessed_reads_complete(real: DynamoDBBackend, keep: int) -> None:
     puts = items(130)
     await real.write_many(puts, [])
-    client = UnprocessedClient(real.client, "batch_get_item", faults=3, keep=keep)
+    client = UnprocessedWire(real.wire, "BatchGetItem", faults=3, keep=keep)
     assert await faulty(real, client).get_many(list(puts), consistent=False) == puts
     assert client.injected == 3 and client.calls > 3
 
@@ -136,7 +129,7 @@ async def test_partly_unprocessed_reads_complete(real: DynamoDBBackend, keep: in
 async def test_partly_unprocessed_deletes_complete(real: DynamoDBBackend) -> None:
     puts = items(30)
     await real.write_many(puts, [])
-    client = UnprocessedClient(real.client, "batch_write_item", faults=3, keep=5)
+    client = UnprocessedWire(real.wire, "BatchWriteItem", faults=3, keep=5)
     assert await faulty(real, client).write_many({}, list(puts)) == puts
     assert client.injected == 3
     assert await real.count("c") == 0
@@ -145,14 +138,14 @@ async def test_partly_unprocessed_deletes_complete(real: DynamoDBBackend) -> Non
 async def test_always_unprocessed_reads_give_up(real: DynamoDBBackend) -> None:
     puts = items(10)
     await real.write_many(puts, [])
-    client = UnprocessedClient(real.client, "batch_get_item", faults=float("inf"), keep=0)
+    client = UnprocessedWire(real.wire, "BatchGetItem", faults=float("inf"), keep=0)
     with pytest.raises(BackendUnavailable, match="unprocessed after 4 attempts"):
         await faulty(real, client).get_many(list(puts), consistent=False)
     assert client.calls == FAST.attempts
 
 
 async def test_always_unprocessed_writes_give_up(real: DynamoDBBackend) -> None:
-    client = UnprocessedClient(real.client, "batch_write_item", faults=float("inf"), keep=0)
+    client = UnprocessedWire(real.wire, "BatchWriteItem", faults=float("inf"), keep=0)
     with pytest.raises(BackendUnavailable, match="BatchWriteItem: 1 requests still"):
         await faulty(real, client).write_many({("c", "sy"): Record(b"1", "v")}, [])
     assert client.calls == FAST.attempts
@@ -162,15 +155,15 @@ async def test_always_unprocessed_writes_give_up(real: DynamoDBBackend) -> None:
 @pytest.mark.parametrize(
     ("operation", "code"),
     [
-        ("batch_get_item", "ProvisionedThroughputExceededException"),
-        ("batch_write_item", "ThrottlingException"),
-        ("batch_write_item", "RequestLimitExceeded"),
+        ("BatchGetItem", "ProvisionedThroughputExceededException"),
+        ("BatchWriteItem", "ThrottlingException"),
+        ("BatchWriteItem", "RequestLimitExceeded"),
     ],
 )
 async def test_throttling_errors_are_backend_unavailable(
     real: DynamoDBBackend, operation: str, code: str
 ) -> None:
-    backend = faulty(real, FailingClient(real.client, operation, code, "slow down"))
+    backend = faulty(real, FailingWire(real.wire, operation, code, "slow down"))
     with pytest.raises(BackendUnavailable) as failed:
         await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
     assert code in failed.value.detail and "slow down" in failed.value.detail
@@ -179,22 +172,20 @@ async def test_throttling_errors_are_backend_unavailable(
 async def test_conditional_calls_tell_throttling_from_condition(real: DynamoDBBackend) -> None:
     await real.write_many({("c", "sa"): Record(b"1", "v1")}, [])
     code = "ProvisionedThroughputExceededException"
-    put_fails = faulty(real, FailingClient(real.client, "put_item", code, "slow down"))
+    put_fails = faulty(real, FailingWire(real.wire, "PutItem", code, "slow down"))
     with pytest.raises(BackendUnavailable, match=code):
         await put_fails.put_if(("c", "sa"), Record(b"2", "v2"), expected="v1")
-    delete_fails = faulty(real, FailingClient(real.client, "delete_item", code, "slow down"))
+    delete_fails = faulty(real, FailingWire(real.wire, "DeleteItem", code, "slow down"))
     with pytest.raises(BackendUnavailable, match=code):
         await delete_fails.delete_if(("c", "sa"), expected="v1")
-    # Through the real client the same calls meet a real condition.
+    # Through the real wire the same calls meet a real condition.
     with pytest.raises(ConditionFailed):
         await real.delete_if(("c", "sa"), expected="v0")
 
 
 async def test_validation_error_keeps_its_message(real: DynamoDBBackend) -> None:
     message = "Item size has exceeded the maximum allowed size"
-    backend = faulty(
-        real, FailingClient(real.client, "batch_write_item", "ValidationException", message)
-    )
+    backend = faulty(real, FailingWire(real.wire, "BatchWriteItem", "ValidationException", message))
     with pytest.raises(BackendUnavailable) as failed:
         await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
     assert "ValidationException" in failed.value.detail and message in failed.value.detail

@@ -1,8 +1,10 @@
-"""The production backend: one DynamoDB table behind one aioboto3 low-level client.
+"""The production backend: one DynamoDB table, reached by the lean client of
+``dynamodb_wire`` for every item call; aioboto3 only resolves credentials and
+creates or checks the table at open.
 
 Item layout: ``pk = "<collection>#<shard>"`` (S), ``sk`` the encoded key (S),
-``v`` the stored JSON bytes (B, exact round trip), ``ver`` the version (S) and
-``fk`` (BOOL, only when the number key was a float). A key's shard is
+``v`` the stored JSON bytes (B, exact round trip; base64 text on the wire),
+``ver`` the version (S) and ``fk`` (BOOL, only when the number key was a float). A key's shard is
 ``crc32(sk) % shards``, so a hot collection spreads over several partitions;
 listings query every shard concurrently and merge in sk order.
 
@@ -17,23 +19,25 @@ with DynamoDB's reserved words.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import random
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import aioboto3
-from botocore.exceptions import ClientError
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
 from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
+from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
 from .dynamodb_listing import ShardReader, merge_shards
-from .dynamodb_setup import call, check_shards, client_config, ensure_table, record_of, run_all
+from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
+from .dynamodb_wire import DynamoDBWire, WirePolicy, botocore_credentials, endpoint_of
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -83,7 +87,7 @@ class DynamoDBBackend:
 
     def __init__(
         self,
-        client: Any,
+        wire: DynamoDBWire,
         table: str,
         shards: int,
         retry: RetryPolicy | None = None,
@@ -91,7 +95,7 @@ class DynamoDBBackend:
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
-        self.client = client
+        self.wire = wire
         self.table = table
         self.shards = shards
         self.retry = retry or RetryPolicy()
@@ -100,8 +104,20 @@ class DynamoDBBackend:
 
     # -- plumbing ---------------------------------------------------------
 
-    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        return await call(self.client, operation, **params)
+    async def _call(
+        self, operation: str, body: dict[str, Any], *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """One DynamoDB call. A failed condition is raised as the
+        ConditionalCheckFailed it is; every other failure (after the wire's
+        retries) becomes BackendUnavailable naming the error code."""
+        try:
+            return await self.wire.request(operation, body, idempotent=idempotent)
+        except ConditionalCheckFailed:
+            raise
+        except Unreachable as exc:
+            raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
+        except DynamoDBError as exc:
+            raise BackendUnavailable(f"DynamoDB {operation} failed: {exc}") from exc
 
     async def _until_done(
         self, what: str, pending: list[Item], send: Callable[[list[Item]], Awaitable[list[Item]]]
@@ -133,7 +149,7 @@ class DynamoDBBackend:
 
     def _item(self, key: ItemKey, record: Record) -> Item:
         item = self._key(key)
-        item["v"] = {"B": record.value}
+        item["v"] = {"B": base64.b64encode(record.value).decode("ascii")}
         item["ver"] = {"S": record.version}
         if record.float_key:
             item["fk"] = {"BOOL": True}
@@ -141,7 +157,7 @@ class DynamoDBBackend:
 
     async def _batch_write(self, requests: list[Item]) -> None:
         async def send(pending: list[Item]) -> list[Item]:
-            response = await self._call("batch_write_item", RequestItems={self.table: pending})
+            response = await self._call("BatchWriteItem", {"RequestItems": {self.table: pending}})
             left: list[Item] = response.get("UnprocessedItems", {}).get(self.table, [])
             return left
 
@@ -174,7 +190,7 @@ class DynamoDBBackend:
 
         async def send(pending: list[Item]) -> list[Item]:
             request = {self.table: {"Keys": pending, "ConsistentRead": consistent, **projection}}
-            response = await self._call("batch_get_item", RequestItems=request)
+            response = await self._call("BatchGetItem", {"RequestItems": request})
             for item in response.get("Responses", {}).get(self.table, []):
                 found[_item_key(item)] = record_of(item)
             left: list[Item] = (
@@ -230,40 +246,42 @@ class DynamoDBBackend:
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         await self._register([key[0]])
+        body = {
+            "TableName": self.table,
+            "Item": self._item(key, record),
+            "ReturnValues": "ALL_OLD",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **self._conditional(expected),
+        }
         try:
-            response = await self._call(
-                "put_item",
-                TableName=self.table,
-                Item=self._item(key, record),
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **self._conditional(expected),
-            )
-        except ClientError as exc:
-            raise ConditionFailed(self._current(exc)) from None
+            response = await self._call("PutItem", body, idempotent=False)
+        except ConditionalCheckFailed as failed:
+            raise ConditionFailed(await self._current(key, failed)) from None
         old = response.get("Attributes")
         return record_of(old) if old else None
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        body = {
+            "TableName": self.table,
+            "Key": self._key(key),
+            "ReturnValues": "ALL_OLD",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **self._conditional(expected),
+        }
         try:
-            response = await self._call(
-                "delete_item",
-                TableName=self.table,
-                Key=self._key(key),
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **self._conditional(expected),
-            )
-        except ClientError as exc:
-            raise ConditionFailed(self._current(exc)) from None
+            response = await self._call("DeleteItem", body, idempotent=False)
+        except ConditionalCheckFailed as failed:
+            raise ConditionFailed(await self._current(key, failed)) from None
         return record_of(response["Attributes"])
 
-    @staticmethod
-    def _current(exc: ClientError) -> Record | None:
-        # ReturnValuesOnConditionCheckFailure=ALL_OLD puts the item, when there
-        # is one, into the error response: no second read is needed.
-        item = exc.response.get("Item")
-        return record_of(item) if item else None
+    async def _current(self, key: ItemKey, failed: ConditionalCheckFailed) -> Record | None:
+        """The record that failed the condition. DynamoDB sends it with the
+        error (ReturnValuesOnConditionCheckFailure); an implementation that does
+        not (dynalite) costs a consistent read: an item is never assumed absent."""
+        if failed.item is not None:
+            return record_of(failed.item)
+        found = await self.get_many([key], consistent=True)
+        return found.get(key)
 
     # -- listings ---------------------------------------------------------
 
@@ -271,7 +289,7 @@ class DynamoDBBackend:
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
     ) -> list[Listed]:
         readers = [
-            ShardReader(self.client, self.table, f"{collection}#{shard}", after, prefix, keys_only)
+            ShardReader(self._call, self.table, f"{collection}#{shard}", after, prefix, keys_only)
             for shard in range(self.shards)
         ]
         return await merge_shards(readers, limit)
@@ -281,15 +299,15 @@ class DynamoDBBackend:
         start: Item | None = None
         while True:
             extra = {"ExclusiveStartKey": start} if start else {}
-            response = await self._call(
-                "query",
-                TableName=self.table,
-                KeyConditionExpression="#pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": pk}},
-                ConsistentRead=True,
+            body = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": pk}},
+                "ConsistentRead": True,
                 **params,
                 **extra,
-            )
+            }
+            response = await self._call("Query", body)
             yield response
             start = response.get("LastEvaluatedKey")
             if not start:
@@ -320,16 +338,16 @@ class DynamoDBBackend:
 
     async def _has_items(self, collection: str) -> bool:
         async def one(pk: str) -> bool:
-            response = await self._call(
-                "query",
-                TableName=self.table,
-                KeyConditionExpression="#pk = :pk",
-                ExpressionAttributeNames={"#pk": "pk"},
-                ExpressionAttributeValues={":pk": {"S": pk}},
-                Select="COUNT",
-                Limit=1,
-                ConsistentRead=True,
-            )
+            body = {
+                "TableName": self.table,
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": "pk"},
+                "ExpressionAttributeValues": {":pk": {"S": pk}},
+                "Select": "COUNT",
+                "Limit": 1,
+                "ConsistentRead": True,
+            }
+            response = await self._call("Query", body)
             return bool(response["Count"])
 
         # A collection with items almost always has some in shard 0: one query
@@ -347,16 +365,16 @@ class DynamoDBBackend:
         start: Item | None = None
         while len(names) < limit:
             extra = {"ExclusiveStartKey": start} if start else {}
-            response = await self._call(
-                "query",
-                TableName=self.table,
-                KeyConditionExpression=condition,
-                ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"} if after else {"#pk": "pk"},
-                ExpressionAttributeValues=values,
-                Limit=min(limit - len(names), 100),  # each name costs a query per shard
-                ConsistentRead=True,
+            body = {
+                "TableName": self.table,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"} if after else {"#pk": "pk"},
+                "ExpressionAttributeValues": values,
+                "Limit": min(limit - len(names), 100),  # each name costs a query per shard
+                "ConsistentRead": True,
                 **extra,
-            )
+            }
+            response = await self._call("Query", body)
             candidates = [item["sk"]["S"] for item in response.get("Items", [])]
             if candidates:
                 present = await run_all(self._has_items(name) for name in candidates)
@@ -367,7 +385,7 @@ class DynamoDBBackend:
         return names
 
     async def ping(self) -> None:
-        await self._call("describe_table", TableName=self.table)
+        await self._call("DescribeTable", {"TableName": self.table})
 
 
 # DynamoDB reads 100 keys and writes 25 items per call (a write batch of 100 is
@@ -389,18 +407,24 @@ async def open(
     """Open one client for the backend's lifetime; create the table when missing
     if ``config.dynamodb_create_table``, else check that it exists. ``on_retry``
     is told of every unprocessed request re-sent."""
-    async with AsyncExitStack() as stack:
-        session = aioboto3.Session()
-        client = await stack.enter_async_context(
-            session.client(
-                "dynamodb",
-                endpoint_url=config.dynamodb_endpoint,
-                region_name=config.dynamodb_region,
-                config=client_config(),
-            )
-        )
-        table, shards = config.dynamodb_table, config.dynamodb_shards
-        where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
+    session = aioboto3.Session()
+    table, shards = config.dynamodb_table, config.dynamodb_shards
+    where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
+    # The table is made and checked through aioboto3, once.
+    async with session.client(
+        "dynamodb",
+        endpoint_url=config.dynamodb_endpoint,
+        region_name=config.dynamodb_region,
+        config=client_config(),
+    ) as client:
         await ensure_table(client, table, create=config.dynamodb_create_table, where=where)
         await check_shards(client, table, shards)
-        yield DynamoDBBackend(client, table, shards, on_retry=on_retry)
+    # Every item call goes through the lean client, signed with the credentials
+    # botocore resolves (refreshed when temporary).
+    try:
+        credentials = await botocore_credentials(session)
+    except Unreachable as exc:
+        raise BackendUnavailable(f"DynamoDB at {where}: {exc}") from exc
+    endpoint = endpoint_of(config.dynamodb_endpoint, config.dynamodb_region)
+    async with DynamoDBWire(endpoint, config.dynamodb_region, credentials, WirePolicy()) as wire:
+        yield DynamoDBBackend(wire, table, shards, on_retry=on_retry)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .base import Listed
-from .dynamodb_setup import call, record_of, run_all
+from .dynamodb_setup import record_of, run_all
+
+Send = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""How a reader calls DynamoDB: operation name and JSON body, to the answer."""
 
 
 class ShardReader:
@@ -16,9 +20,9 @@ class ShardReader:
     a time: those whose sk starts with ``prefix`` and sorts after ``after``."""
 
     def __init__(
-        self, client: Any, table: str, pk: str, after: str | None, prefix: str, keys_only: bool
+        self, send: Send, table: str, pk: str, after: str | None, prefix: str, keys_only: bool
     ) -> None:
-        self.client, self.table, self.prefix = client, table, prefix
+        self.send, self.table, self.prefix = send, table, prefix
         self.buffer: deque[Listed] = deque()
         self.fresh, self.done = True, False
         self._start: dict[str, Any] | None = None
@@ -48,15 +52,14 @@ class ShardReader:
         """Fetch up to ``size`` more items into ``buffer``; set ``done`` at the end."""
         self.fresh = False
         extra = {"ExclusiveStartKey": self._start} if self._start else {}
-        response = await call(
-            self.client,
-            "query",
-            TableName=self.table,
-            Limit=max(1, size),
-            ConsistentRead=True,
+        body = {
+            "TableName": self.table,
+            "Limit": max(1, size),
+            "ConsistentRead": True,
             **self._params,
             **extra,
-        )
+        }
+        response = await self.send("Query", body)
         for item in response.get("Items", []):
             sk = item["sk"]["S"]
             if not sk.startswith(self.prefix):

@@ -6,6 +6,7 @@ schema, shard count)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Final, TypeVar
@@ -70,9 +71,10 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 
 
 def record_of(item: dict[str, Any]) -> Record:
-    """The Record of a stored item (value ``b""`` when not projected)."""
-    value = item["v"]["B"] if "v" in item else b""
-    return Record(bytes(value), item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
+    """The Record of a stored item in the wire's JSON shape (the value base64
+    text; ``b""`` when not projected)."""
+    value = base64.b64decode(item["v"]["B"]) if "v" in item else b""
+    return Record(value, item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
 
 
 # The single table: pk = "<collection>#<shard>", sk = the encoded key; on demand.
