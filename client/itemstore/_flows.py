@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
-from itemstore_wire.contract import Limits
+from itemstore_wire.contract import Key, Limits
 
 from ._batch import BatchOp, split_ops
 from ._protocol import Call, Core, OpResult, Page, applied_before
@@ -36,6 +36,19 @@ Flow: TypeAlias = Generator[Call[Any], Any, T]
 Stream: TypeAlias = Generator["Call[Any] | Emit[T]", Any, None]
 SyncRun = Callable[[Call[Any]], Any]
 AsyncRun = Callable[[Call[Any]], Awaitable[Any]]
+
+
+class MappingFlows(Protocol):
+    """The dict operations a collection's and a session's flows both offer."""
+
+    def getitem(self, key: Key) -> Flow[Any]: ...
+    def get(self, key: Key, default: Any) -> Flow[Any]: ...
+    def contains(self, key: object) -> Flow[bool]: ...
+    def setdefault(self, key: Key, default: Any) -> Flow[Any]: ...
+    def pop(self, key: Key, default: Any) -> Flow[Any]: ...
+    def popitem(self) -> Flow[tuple[Key, Any]]: ...
+    def clear(self) -> Flow[None]: ...
+    def count(self) -> Flow[int]: ...
 
 
 # -- drivers -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ coroutines and async iterators (the dict spellings ``c[k]``, ``len(c)`` ... are
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
@@ -15,36 +14,23 @@ from itemstore_wire.contract import Key, Limits
 from . import _flows as flows
 from ._async_transport import AsyncTransport
 from ._batch import BatchOp
+from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, pairs_of
-from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
-from ._retry import RetryPolicy
+from ._protocol import Call, Item, OpResult
 from ._session_flows import SessionFlows
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(BaseClient[AsyncTransport]):
     """A connection to one itemstore service for asyncio code. Its aiohttp
     session opens on first use; close it with ``await client.close()`` or
     ``async with AsyncClient(...) as client``."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        token: str | None = None,
-        *,
-        timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        pool_size: int = 100,
-    ) -> None:
-        self._core = Core(url, token)
-        self._transport = AsyncTransport(
-            timeout=timeout, retry=retry or RetryPolicy(), pool_size=pool_size
-        )
+    default_pool_size = 100
 
-    @property
-    def url(self) -> str:
-        return self._core.base_url
+    def _open_transport(self, **options: Any) -> AsyncTransport:
+        return AsyncTransport(**options)
 
     async def run(self, call: Call[T]) -> T:
         """Send one core call and decode its answer."""
@@ -88,27 +74,16 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r})"
 
+class _AsyncFlowMapping:
+    """The dict operations an :class:`AsyncCollection` and an
+    :class:`AsyncSession` share, each one flow of theirs driven by the client."""
 
-class AsyncCollection:
-    """A remote collection for asyncio: ``await c.get(k)``, ``await c.set(k, v)``,
-    ``await c.delete(k)``, ``async for k in c`` ... Semantics and exceptions are
-    those of the sync :class:`~itemstore.Collection` (and of dict)."""
-
-    def __init__(self, client: AsyncClient, name: str) -> None:
-        self.client = client
-        self._flows = CollectionFlows(client._core, name)
-        self.name = self._flows.name
+    client: AsyncClient
+    _flows: flows.MappingFlows
 
     async def getitem(self, key: Key) -> Any:
         """``c[key]``: the value, KeyError when absent."""
@@ -116,6 +91,39 @@ class AsyncCollection:
 
     async def get(self, key: Key, default: Any = None) -> Any:
         return await self.client.run_flow(self._flows.get(key, default))
+
+    async def contains(self, key: object) -> bool:
+        """``key in c``."""
+        return await self.client.run_flow(self._flows.contains(key))
+
+    async def count(self) -> int:
+        """``len(c)``."""
+        return await self.client.run_flow(self._flows.count())
+
+    async def setdefault(self, key: Key, default: Any = None) -> Any:
+        return await self.client.run_flow(self._flows.setdefault(key, default))
+
+    async def pop(self, key: Key, default: Any = MISSING) -> Any:
+        return await self.client.run_flow(self._flows.pop(key, default))
+
+    async def popitem(self) -> tuple[Key, Any]:
+        return await self.client.run_flow(self._flows.popitem())
+
+    async def clear(self) -> None:
+        await self.client.run_flow(self._flows.clear())
+
+
+class AsyncCollection(_AsyncFlowMapping):
+    """A remote collection for asyncio: ``await c.get(k)``, ``await c.set(k, v)``,
+    ``await c.delete(k)``, ``async for k in c`` ... Semantics and exceptions are
+    those of the sync :class:`~itemstore.Collection` (and of dict)."""
+
+    _flows: CollectionFlows
+
+    def __init__(self, client: AsyncClient, name: str) -> None:
+        self.client = client
+        self._flows = CollectionFlows(client._core, name)
+        self.name = self._flows.name
 
     async def get_item(self, key: Key, *, consistent: bool = False) -> Item | None:
         """The value with its ETag, None when absent."""
@@ -131,27 +139,9 @@ class AsyncCollection:
         """``del c[key]``: returns the removed item; KeyError when absent."""
         return await self.client.run_flow(self._flows.delete(key, if_match))
 
-    async def contains(self, key: object) -> bool:
-        """``key in c``."""
-        return await self.client.run_flow(self._flows.contains(key))
-
-    async def count(self) -> int:
-        """``len(c)``."""
-        return await self.client.run_flow(self._flows.count())
-
     async def is_empty(self) -> bool:
         """``not c``."""
         return await self.client.run_flow(self._flows.is_empty())
-
-    async def setdefault(self, key: Key, default: Any = None) -> Any:
-        """Atomic setdefault in one conditional PUT."""
-        return await self.client.run_flow(self._flows.setdefault(key, default))
-
-    async def pop(self, key: Key, default: Any = MISSING) -> Any:
-        return await self.client.run_flow(self._flows.pop(key, default))
-
-    async def popitem(self) -> tuple[Key, Any]:
-        return await self.client.run_flow(self._flows.popitem())
 
     async def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """One batch call per ``max_batch_ops``. ``other`` may be a mapping,
@@ -159,9 +149,6 @@ class AsyncCollection:
         if isinstance(other, AsyncCollection):
             other = [pair async for pair in other.items()]
         await self.client.run_flow(self._flows.update(pairs_of(other, kwargs)))
-
-    async def clear(self) -> None:
-        await self.client.run_flow(self._flows.clear())
 
     async def add(self, value: Any) -> str:
         """Store under a new service-made key; return the key."""
@@ -211,21 +198,17 @@ class AsyncCollection:
         return f"<itemstore.AsyncCollection {self.name!r} at {self.client.url}>"
 
 
-class AsyncSession:
+class AsyncSession(_AsyncFlowMapping):
     """The asyncio session: the operations of the sync :class:`~itemstore.Session`
     under the same names, with its caching and buffering. Reads are coroutines;
     so are writes, for symmetry, though they only touch the buffer."""
+
+    _flows: SessionFlows
 
     def __init__(self, client: AsyncClient, name: str) -> None:
         self.client = client
         self._flows = SessionFlows(client._core, name)
         self.name = self._flows.name
-
-    async def getitem(self, key: Key) -> Any:
-        return await self.client.run_flow(self._flows.getitem(key))
-
-    async def get(self, key: Key, default: Any = None) -> Any:
-        return await self.client.run_flow(self._flows.get(key, default))
 
     async def set(self, key: Key, value: Any) -> None:
         self._flows.state.assign(key, value)
@@ -233,26 +216,8 @@ class AsyncSession:
     async def delete(self, key: Key) -> None:
         await self.client.run_flow(self._flows.delete(key))
 
-    async def contains(self, key: object) -> bool:
-        return await self.client.run_flow(self._flows.contains(key))
-
-    async def setdefault(self, key: Key, default: Any = None) -> Any:
-        return await self.client.run_flow(self._flows.setdefault(key, default))
-
-    async def pop(self, key: Key, default: Any = MISSING) -> Any:
-        return await self.client.run_flow(self._flows.pop(key, default))
-
-    async def popitem(self) -> tuple[Key, Any]:
-        return await self.client.run_flow(self._flows.popitem())
-
     async def update(self, other: Any = (), /, **kwargs: Any) -> None:
         self._flows.update(pairs_of(other, kwargs))
-
-    async def clear(self) -> None:
-        await self.client.run_flow(self._flows.clear())
-
-    async def count(self) -> int:
-        return await self.client.run_flow(self._flows.count())
 
     def __aiter__(self) -> AsyncIterator[Key]:
         return self.keys()
@@ -281,12 +246,7 @@ class AsyncSession:
     async def __aenter__(self) -> AsyncSession:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             await self.commit()
 

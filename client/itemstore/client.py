@@ -5,43 +5,29 @@
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
-from types import TracebackType
 from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
 
 from . import _flows as flows
 from ._batch import BatchOp
+from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, pairs_of
-from ._protocol import DEFAULT_URL, Call, Core, Item, OpResult
-from ._retry import RetryPolicy
+from ._protocol import Call, Item, OpResult
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
 
 T = TypeVar("T")
 
 
-class Client:
+class Client(BaseClient[SyncTransport]):
     """A connection to one itemstore service: pooled keep-alive connections,
     safe to share between threads. Retries are bounded (see ``RetryPolicy``)."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        token: str | None = None,
-        *,
-        timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
-        pool_size: int = 32,
-    ) -> None:
-        self._core = Core(url, token)
-        self._transport = SyncTransport(
-            timeout=timeout, retry=retry or RetryPolicy(), pool_size=pool_size
-        )
+    default_pool_size = 32
 
-    @property
-    def url(self) -> str:
-        return self._core.base_url
+    def _open_transport(self, **options: Any) -> SyncTransport:
+        return SyncTransport(**options)
 
     def run(self, call: Call[T]) -> T:
         """Send one core call and decode its answer."""
@@ -85,23 +71,67 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"
+
+class _FlowMapping(MutableMapping[Key, Any]):
+    """The dict operations a :class:`Collection` and a :class:`Session` share,
+    each one flow of theirs driven by the client."""
+
+    client: Client
+    _flows: flows.MappingFlows
+
+    def __getitem__(self, key: Key) -> Any:
+        return self.client.run_flow(self._flows.getitem(key))
+
+    def __contains__(self, key: object) -> bool:
+        return self.client.run_flow(self._flows.contains(key))
+
+    def __len__(self) -> int:
+        return self.client.run_flow(self._flows.count())
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self.client.run_flow(self._flows.get(key, default))
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        return self.client.run_flow(self._flows.setdefault(key, default))
+
+    def pop(self, key: Key, default: Any = MISSING) -> Any:
+        return self.client.run_flow(self._flows.pop(key, default))
+
+    def popitem(self) -> tuple[Key, Any]:
+        return self.client.run_flow(self._flows.popitem())
+
+    def clear(self) -> None:
+        self.client.run_flow(self._flows.clear())
+
+    def keys(self) -> KeysView[Key]:
+        return KeysView(self)
+
+    # -- the names both clients share ------------------------------------------------
+    def getitem(self, key: Key) -> Any:
+        """``c[key]``: the value, KeyError when absent."""
+        return self[key]
+
+    def contains(self, key: object) -> bool:
+        """``key in c``."""
+        return key in self
+
+    def count(self) -> int:
+        """``len(c)``."""
+        return len(self)
 
 
-class Collection(MutableMapping[Key, Any]):
+class Collection(_FlowMapping):
     """A remote collection with the dict API. Every operation is one request
     (``update`` one per ``max_batch_ops``); iteration and the views are lazy
-    and paged. Keys come back with their type. The named methods
-    (``getitem``, ``contains``, ``count`` ...) are the ``AsyncCollection``'s."""
+    and paged. Keys come back with their type. ``setdefault`` is atomic (one
+    conditional PUT), ``pop`` one round trip, ``popitem`` takes the first item
+    in key order. The named methods (``getitem``, ``contains``, ``count`` ...)
+    are the ``AsyncCollection``'s."""
+
+    _flows: CollectionFlows
 
     def __init__(self, client: Client, name: str) -> None:
         self.client = client
@@ -109,52 +139,21 @@ class Collection(MutableMapping[Key, Any]):
         self.name = self._flows.name
 
     # -- the dict API ----------------------------------------------------------------
-    def __getitem__(self, key: Key) -> Any:
-        return self.client.run_flow(self._flows.getitem(key))
-
     def __setitem__(self, key: Key, value: Any) -> None:
         self.set(key, value)
 
     def __delitem__(self, key: Key) -> None:
         self.delete(key)
 
-    def __contains__(self, key: object) -> bool:
-        return self.client.run_flow(self._flows.contains(key))
-
     def __iter__(self) -> Iterator[Key]:
         return self.iter_keys()
-
-    def __len__(self) -> int:
-        return self.client.run_flow(self._flows.count())
 
     def __bool__(self) -> bool:
         return not self.is_empty()
 
-    def get(self, key: Key, default: Any = None) -> Any:
-        return self.client.run_flow(self._flows.get(key, default))
-
-    def setdefault(self, key: Key, default: Any = None) -> Any:
-        """Atomic: creates the item only if absent (one conditional PUT) and
-        returns what is stored afterwards."""
-        return self.client.run_flow(self._flows.setdefault(key, default))
-
-    def pop(self, key: Key, default: Any = MISSING) -> Any:
-        """Remove and return the value in one round trip."""
-        return self.client.run_flow(self._flows.pop(key, default))
-
-    def popitem(self) -> tuple[Key, Any]:
-        """Remove and return the first item in key order; KeyError when empty."""
-        return self.client.run_flow(self._flows.popitem())
-
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Store many items: one batch call per ``max_batch_ops`` (not atomic)."""
         self.client.run_flow(self._flows.update(pairs_of(other, kwargs)))
-
-    def clear(self) -> None:
-        self.client.run_flow(self._flows.clear())
-
-    def keys(self) -> KeysView[Key]:
-        return KeysView(self)
 
     def values(self) -> ValuesView[Any]:
         return _Values(self)
@@ -174,18 +173,6 @@ class Collection(MutableMapping[Key, Any]):
         return f"<itemstore.Collection {self.name!r} at {self.client.url}>"
 
     # -- the names both clients share ------------------------------------------------
-    def getitem(self, key: Key) -> Any:
-        """``c[key]``: the value, KeyError when absent."""
-        return self[key]
-
-    def contains(self, key: object) -> bool:
-        """``key in c``."""
-        return key in self
-
-    def count(self) -> int:
-        """``len(c)``."""
-        return len(self)
-
     def is_empty(self) -> bool:
         """``not c``."""
         return self.client.run_flow(self._flows.is_empty())
@@ -250,7 +237,7 @@ class _Items(ItemsView[Key, Any]):
         return self._mapping.iter_items()
 
 
-class Session(MutableMapping[Key, Any]):
+class Session(_FlowMapping):
     """A unit of work on one collection: a dict view with cached reads and
     buffered writes, sent as ONE batch call (split only at the service's
     limits) by ``commit()`` or when a ``with`` block ends normally; a block
@@ -259,51 +246,26 @@ class Session(MutableMapping[Key, Any]):
     that really changed are sent). ``len`` and iteration merge the service's
     items with the pending changes. For one task or thread at a time."""
 
+    _flows: SessionFlows
+
     def __init__(self, client: Client, name: str) -> None:
         self.client = client
         self._flows = SessionFlows(client._core, name)
         self.name = self._flows.name
 
     # -- the dict API ----------------------------------------------------------------
-    def __getitem__(self, key: Key) -> Any:
-        return self.client.run_flow(self._flows.getitem(key))
-
     def __setitem__(self, key: Key, value: Any) -> None:
         self._flows.state.assign(key, value)
 
     def __delitem__(self, key: Key) -> None:
         self.client.run_flow(self._flows.delete(key))
 
-    def __contains__(self, key: object) -> bool:
-        return self.client.run_flow(self._flows.contains(key))
-
     def __iter__(self) -> Iterator[Key]:
         for key, _ in self.client.stream(self._flows.items(keys_only=True)):
             yield key
 
-    def __len__(self) -> int:
-        return self.client.run_flow(self._flows.count())
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        return self.client.run_flow(self._flows.get(key, default))
-
-    def setdefault(self, key: Key, default: Any = None) -> Any:
-        return self.client.run_flow(self._flows.setdefault(key, default))
-
-    def pop(self, key: Key, default: Any = MISSING) -> Any:
-        return self.client.run_flow(self._flows.pop(key, default))
-
-    def popitem(self) -> tuple[Key, Any]:
-        return self.client.run_flow(self._flows.popitem())
-
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         self._flows.update(pairs_of(other, kwargs))
-
-    def clear(self) -> None:
-        self.client.run_flow(self._flows.clear())
-
-    def keys(self) -> KeysView[Key]:
-        return KeysView(self)
 
     def values(self) -> ValuesView[Any]:
         return _SessionValues(self)
@@ -312,20 +274,11 @@ class Session(MutableMapping[Key, Any]):
         return _SessionItems(self)
 
     # -- the names both clients share ------------------------------------------------
-    def getitem(self, key: Key) -> Any:
-        return self[key]
-
     def set(self, key: Key, value: Any) -> None:
         self[key] = value
 
     def delete(self, key: Key) -> None:
         del self[key]
-
-    def contains(self, key: object) -> bool:
-        return key in self
-
-    def count(self) -> int:
-        return len(self)
 
     def to_dict(self) -> dict[Key, Any]:
         return dict(self._walk())
@@ -345,12 +298,7 @@ class Session(MutableMapping[Key, Any]):
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.commit()
 

@@ -77,15 +77,6 @@ class Unavailable(ItemstoreError):
     Raised once the SDK's bounded retries are used up. ``retry_after`` is the
     delay the server asked for, when it gave one."""
 
-    def __init__(
-        self,
-        detail: str,
-        *,
-        status: int = 0,
-        code: str = "",
-        title: str = "",
-        extras: Mapping[str, Any] | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(detail, status=status, code=code, title=title, extras=extras)
+    def __init__(self, detail: str, *, retry_after: float | None = None, **problem: Any) -> None:
+        super().__init__(detail, **problem)
         self.retry_after = retry_after

@@ -246,33 +246,30 @@ class DynamoDBBackend:
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         await self._register([key[0]])
-        body = {
-            "TableName": self.table,
-            "Item": self._item(key, record),
-            "ReturnValues": "ALL_OLD",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **self._conditional(expected),
-        }
-        try:
-            response = await self._call("PutItem", body, idempotent=False)
-        except ConditionalCheckFailed as failed:
-            raise ConditionFailed(await self._current(key, failed)) from None
+        response = await self._write_if("PutItem", key, expected, Item=self._item(key, record))
         old = response.get("Attributes")
         return record_of(old) if old else None
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        response = await self._write_if("DeleteItem", key, expected, Key=self._key(key))
+        return record_of(response["Attributes"])
+
+    async def _write_if(
+        self, operation: str, key: ItemKey, expected: str | None, **target: Item
+    ) -> dict[str, Any]:
+        """A PutItem or DeleteItem of ``target`` (its Item or Key) on the
+        condition that the version is ``expected``, answering the old item."""
         body = {
             "TableName": self.table,
-            "Key": self._key(key),
+            **target,
             "ReturnValues": "ALL_OLD",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             **self._conditional(expected),
         }
         try:
-            response = await self._call("DeleteItem", body, idempotent=False)
+            return await self._call(operation, body, idempotent=False)
         except ConditionalCheckFailed as failed:
             raise ConditionFailed(await self._current(key, failed)) from None
-        return record_of(response["Attributes"])
 
     async def _current(self, key: ItemKey, failed: ConditionalCheckFailed) -> Record | None:
         """The record that failed the condition. DynamoDB sends it with the
