@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from itemstore_service.backends import dynamodb, sqlite
-from itemstore_service.backends.registry import BACKENDS, BackendModule, backend_module
+from itemstore_service.backends import BACKENDS, BackendModule, backend_module, dynamodb, sqlite
 from itemstore_service.config import Config
 
 BACKENDS_DIR = Path(sqlite.__file__).parent

@@ -19,8 +19,8 @@ from aiohttp.web import Application, Request
 
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
+from itemstore_service.backends import backend_module, open_backend
 from itemstore_service.backends.base import Backend, ItemKey, Record
-from itemstore_service.backends.registry import backend_module, open_backend
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
 from itemstore_service.store import Outcome, Store

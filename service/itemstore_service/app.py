@@ -9,7 +9,7 @@ from aiohttp.typedefs import Middleware
 
 from .appkeys import CONFIG, STORE
 from .auth import auth_middleware
-from .backends.registry import backend_module
+from .backends import backend_module
 from .config import Config
 from .health import add_health_routes
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries

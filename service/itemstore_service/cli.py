@@ -20,7 +20,7 @@ from typing import Any, Final
 from itemstore_wire.contract import Limits
 
 from . import __version__
-from .backends.registry import BACKENDS, backend_module
+from .backends import BACKENDS, backend_module
 from .config import LOG_LEVELS, Config, ConfigError
 from .errors import ItemstoreError
 
