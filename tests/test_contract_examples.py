@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,11 @@ class Outage:
         raise self._fail()
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
         raise self._fail()
 
