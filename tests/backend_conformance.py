@@ -72,7 +72,7 @@ class BackendConformance:
             yield backend
 
     async def _put(self, backend: Backend, items: dict[ItemKey, Record]) -> None:
-        assert await backend.write_many(items, []) == {}
+        assert await backend.write_many(items, [], previous=items) == {}
 
     # -- basics -----------------------------------------------------------
 
@@ -82,7 +82,7 @@ class BackendConformance:
         assert await backend.count("c") == 0
         assert await backend.query("c", after=None, prefix="", limit=10, keys_only=False) == []
         assert await backend.list_collections(after=None, limit=10) == []
-        assert await backend.write_many({}, []) == {}
+        assert await backend.write_many({}, [], previous=()) == {}
         assert await backend.get_many([], consistent=False) == {}
 
     async def test_get_many_across_collections(self, backend: Backend) -> None:
@@ -135,6 +135,7 @@ class BackendConformance:
         previous = await backend.write_many(
             {key("c", "a"): rec("a2", "v2"), key("c", "d"): rec("d1")},
             [key("c", "b"), key("c", "absent")],
+            previous=[key("c", k) for k in ("a", "d", "b", "absent")],
         )
         assert previous.keys() == {key("c", "a"), key("c", "b")}
         assert previous[key("c", "b")] == rec("b1")  # a deleted item's value comes back
@@ -146,10 +147,39 @@ class BackendConformance:
         )
         assert got == {key("c", "a"): rec("a2", "v2"), key("c", "d"): rec("d1")}
 
+    async def test_write_many_returns_previous_records_of_the_keys_asked_only(
+        self, backend: Backend
+    ) -> None:
+        olds = {key("c", k): rec(f"{k}1", f"v{k}") for k in ("a", "b", "c", "e")}
+        await self._put(backend, olds)
+        previous = await backend.write_many(
+            {key("c", "a"): rec("a2", "v2"), key("c", "e"): rec("e2", "v2"), key("c", "d"): rec(1)},
+            [key("c", "b"), key("c", "c")],
+            previous=[key("c", "a"), key("c", "b"), key("c", "d")],
+        )
+        # e (put) and c (delete) are blind: their records are not returned.
+        assert previous.keys() == {key("c", "a"), key("c", "b")}
+        assert previous[key("c", "b")] == olds[key("c", "b")]
+        assert previous[key("c", "a")].version == "va"
+        got = await backend.get_many([key("c", k) for k in "abcde"], consistent=True)
+        assert got == {
+            key("c", "a"): rec("a2", "v2"),
+            key("c", "d"): rec(1),
+            key("c", "e"): rec("e2", "v2"),
+        }
+
+    async def test_blind_write_many_returns_nothing(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", "a"): rec("a1"), key("c", "b"): rec("b1")})
+        written = {key("c", "a"): rec("a2", "v2"), key("c", "n"): rec("n1")}
+        assert await backend.write_many(written, [key("c", "b")], previous=()) == {}
+        keys = [key("c", k) for k in "abn"]
+        assert await backend.get_many(keys, consistent=True) == written
+        assert await backend.count("c") == 2
+
     async def test_writes_are_durable_across_reopen(self, open_backend: Opener) -> None:
         async with open_backend() as first:
-            await first.write_many({key("c", i): rec(i) for i in range(30)}, [])
-            await first.write_many({}, [key("c", 0)])
+            await first.write_many({key("c", i): rec(i) for i in range(30)}, [], previous=())
+            await first.write_many({}, [key("c", 0)], previous=())
         async with open_backend() as second:
             got = await second.get_many([key("c", i) for i in range(30)], consistent=True)
             assert got == {key("c", i): rec(i) for i in range(1, 30)}
@@ -251,7 +281,7 @@ class BackendConformance:
 
     async def test_query_keys_only(self, backend: Backend) -> None:
         await self._put(backend, {key("c", "a"): rec("long value", "va"), key("c", 2.0): rec(2)})
-        await backend.write_many({key("c", 2.0): rec(2.0, "vf", float_key=True)}, [])
+        await backend.write_many({key("c", 2.0): rec(2.0, "vf", float_key=True)}, [], previous=())
         got = await backend.query("c", after=None, prefix="", limit=10, keys_only=True)
         assert got == [
             Listed(encode_key(2.0), Record(b"", "vf", True)),
@@ -271,7 +301,7 @@ class BackendConformance:
         await self._put(backend, {key("c", i): rec(i) for i in range(57)})
         await self._put(backend, {key("d", i): rec(i) for i in range(3)})
         assert await backend.count("c") == 57
-        await backend.write_many({}, [key("c", i) for i in range(7)])
+        await backend.write_many({}, [key("c", i) for i in range(7)], previous=())
         assert (await backend.count("c"), await backend.count("d")) == (50, 3)
         assert await backend.count("none") == 0
 
@@ -294,7 +324,7 @@ class BackendConformance:
         for name in names:
             await self._put(backend, {key(name, "x"): rec(name), key(name, 1): rec(1)})
         await self._put(backend, {key("emptied", "x"): rec(0)})
-        await backend.write_many({}, [key("emptied", "x")])
+        await backend.write_many({}, [key("emptied", "x")], previous=())
         ordered = byte_order(names)
         assert await backend.list_collections(after=None, limit=100) == ordered
         assert await backend.list_collections(after=None, limit=3) == ordered[:3]

@@ -70,7 +70,7 @@ async def test_missing_table_is_reported(dynamodb_config: Config) -> None:
 
 async def test_existing_table_is_used_without_create(dynamodb_config: Config) -> None:
     async with dynamodb.open(dynamodb_config) as backend:
-        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
+        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [], previous=())
     config = dataclasses.replace(dynamodb_config, dynamodb_create_table=False)
     async with dynamodb.open(config) as backend:
         got = await backend.get_many([("c", "sa")], consistent=True)
@@ -79,7 +79,7 @@ async def test_existing_table_is_used_without_create(dynamodb_config: Config) ->
 
 async def test_concurrent_creators_share_the_table(dynamodb_config: Config) -> None:
     async with dynamodb.open(dynamodb_config) as a, dynamodb.open(dynamodb_config) as b:
-        await a.write_many({("c", "sk"): Record(b"[]", "v")}, [])
+        await a.write_many({("c", "sk"): Record(b"[]", "v")}, [], previous=())
         assert await b.get_many([("c", "sk")], consistent=True) == {("c", "sk"): Record(b"[]", "v")}
     # Several workers starting at the same instant.
     opened = await asyncio.gather(*(_open_and_ping(dynamodb_config) for _ in range(4)))
@@ -119,7 +119,7 @@ async def test_stored_layout(dynamodb_config: Config, raw_client: Any) -> None:
     async with dynamodb.open(dynamodb_config) as backend:
         puts = {("c", encode_key(i)): Record(orjson.dumps([i, "é"]), f"v{i}") for i in range(64)}
         puts[("c", encode_key(0.5))] = Record(b"0.5", "vf", float_key=True)
-        await backend.write_many(puts, [])
+        await backend.write_many(puts, [], previous=())
     items = await scan(raw_client, dynamodb_config.dynamodb_table)
     stored = {i["sk"]["S"]: i for i in items if i["pk"]["S"].startswith("c#")}
     assert len(stored) == 65
@@ -138,18 +138,20 @@ async def test_delete_collection_by_another_process(dynamodb_config: Config) -> 
     """Process A registered "c" a moment ago and writes again; process B has
     cleared "c" in between: "c" must still be listed."""
     async with dynamodb.open(dynamodb_config) as a, dynamodb.open(dynamodb_config) as b:
-        await a.write_many({("c", "s1"): Record(b"1", "v")}, [])
+        await a.write_many({("c", "s1"): Record(b"1", "v")}, [], previous=())
         assert await b.delete_collection("c") == 1
         assert await a.list_collections(after=None, limit=10) == []
-        await a.write_many({("c", "s2"): Record(b"2", "v")}, [])
+        await a.write_many({("c", "s2"): Record(b"2", "v")}, [], previous=())
         assert await b.list_collections(after=None, limit=10) == ["c"]
 
 
 async def test_list_collections_skips_many_emptied(dynamodb_config: Config) -> None:
     async with dynamodb.open(dynamodb_config) as backend:
         names = [f"c{i:02}" for i in range(12)]
-        await backend.write_many({(n, "sx"): Record(b"1", "v") for n in names}, [])
-        await backend.write_many({}, [(n, "sx") for n in names if n not in ("c03", "c10")])
+        await backend.write_many({(n, "sx"): Record(b"1", "v") for n in names}, [], previous=())
+        await backend.write_many(
+            {}, [(n, "sx") for n in names if n not in ("c03", "c10")], previous=()
+        )
         assert await backend.list_collections(after=None, limit=1) == ["c03"]
         assert await backend.list_collections(after="c03", limit=5) == ["c10"]
 
@@ -163,8 +165,8 @@ async def test_a_collection_is_listed_whichever_shard_holds_its_items(
             return zlib.crc32(sk.encode()) % backend.shards
 
         assert (shard("sc"), shard("sa")) == (0, 4)  # with the default 8 shards
-        await backend.write_many({("in0", "sc"): Record(b"1", "v")}, [])
-        await backend.write_many({("in4", "sa"): Record(b"1", "v")}, [])
+        await backend.write_many({("in0", "sc"): Record(b"1", "v")}, [], previous=())
+        await backend.write_many({("in4", "sa"): Record(b"1", "v")}, [], previous=())
         assert await backend.list_collections(after=None, limit=10) == ["in0", "in4"]
 
 

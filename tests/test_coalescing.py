@@ -8,7 +8,7 @@ moto can be made to fail one chosen batch on demand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,18 +23,21 @@ from itemstore_service.backends import backend_module, open_backend
 from itemstore_service.backends.base import Backend, ItemKey, Record
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
-from itemstore_service.store import Outcome, Store
+from itemstore_service.keys import encode_key
+from itemstore_service.store import Op, Outcome, Store
 
 Client = TestClient[Request, Application]
 
 
 class CountingBackend:
-    """Delegates to a real backend, counting calls; can fail the next write."""
+    """Delegates to a real backend, counting calls and the keys whose previous
+    records each write asks for; can fail the next write."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name = inner.name
         self.calls: dict[str, int] = {}
+        self.asked_previous: list[set[ItemKey]] = []
         self.fail_writes = 0
 
     def __getattr__(self, attr: str) -> Any:
@@ -45,14 +48,19 @@ class CountingBackend:
         return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
         self.calls["write_many"] = self.calls.get("write_many", 0) + 1
+        self.asked_previous.append(set(previous))
         if self.fail_writes:
             self.fail_writes -= 1
             await asyncio.sleep(0.01)
             raise BackendUnavailable("injected failure")
-        return await self.inner.write_many(puts, deletes)
+        return await self.inner.write_many(puts, deletes, previous=previous)
 
 
 @pytest.fixture
@@ -132,6 +140,61 @@ async def test_a_delete_then_a_put_in_one_batch_answers_the_removed_value(
     assert deleted.value == b'{"old": 1}'
     assert put.outcome is Outcome.CREATED  # it came after the delete
     assert (await store.get("c", "k", consistent=True)).value == b"2"
+
+
+async def test_blind_puts_read_nothing_and_later_ops_see_them(
+    store: Store, counting: CountingBackend
+) -> None:
+    await store.put("c", "old", b"1")
+    counting.calls.clear()
+    counting.asked_previous.clear()
+    ops = [
+        Op("put", "a", b"1"),
+        Op("put", "a", b"2"),
+        Op("get", "a"),
+        Op("delete", "old"),  # a delete first answers the value it removed...
+        Op("put", "old", b"3"),  # ...read before the write, as the key is put again
+        Op("put", "b", b"4"),
+        Op("delete", "b"),  # removes what the blind put wrote: nothing to read
+        Op("get", "none"),
+    ]
+    results = await store.batch("c", ops, blind=True)
+    assert [r.outcome for r in results] == [
+        Outcome.WRITTEN,
+        Outcome.WRITTEN,
+        Outcome.FOUND,
+        Outcome.DELETED,
+        Outcome.WRITTEN,
+        Outcome.WRITTEN,
+        Outcome.DELETED,
+        Outcome.MISSING,
+    ]
+    assert results[2].record == results[1].record
+    assert [r.record.value for r in results[3:7] if r.record] == [b"1", b"3", b"4", b"4"]
+    assert counting.calls == {"get_many": 1, "write_many": 1}  # the get_many: "old", "none"
+    assert counting.asked_previous == [set()]
+    assert (await store.get("c", "old", consistent=True)).value == b"3"
+    with pytest.raises(ItemNotFound):
+        await store.get("c", "b", consistent=True)
+
+
+async def test_blind_and_plain_puts_of_one_key_in_one_batch(
+    store: Store, counting: CountingBackend
+) -> None:
+    await store.put("c", "k", b"0")
+    counting.asked_previous.clear()
+    outcomes = [
+        stored.outcome
+        for stored in await asyncio.gather(
+            store.put("c", "k", b"1", blind=True),
+            store.put("c", "k", b"2"),  # sees the blind put's item
+            store.put("c", "j", b"3"),
+            store.put("c", "j", b"4", blind=True),
+        )
+    ]
+    assert outcomes == [Outcome.WRITTEN, Outcome.REPLACED, Outcome.CREATED, Outcome.WRITTEN]
+    assert counting.asked_previous == [{("c", encode_key("j"))}]
+    assert (await store.get("c", "j", consistent=True)).value == b"4"
 
 
 async def test_a_failed_batch_fails_exactly_its_own_requests(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,11 @@ class Outage:
         raise self._fail()
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
         raise self._fail()
 
@@ -369,6 +373,12 @@ async def drive_put_item(plain: Api, secured: Api) -> None:
     failed = await plain.call("PUT", ITEM, absent, 412, json=0, headers={"If-Match": first})
     assert (failed.json()["current"], failed.json()["etag"]) == (None, None)
     await plain.call("PUT", ITEM, absent, 201, json=0, headers=create_only)
+    minimal = {"Prefer": "return=minimal"}
+    blind = await plain.call("PUT", ITEM, path, 204, json={"age": 34}, headers=minimal)
+    assert blind.headers["Preference-Applied"] == "return=minimal"
+    swapped = {"If-Match": blind.headers["ETag"], **minimal}
+    assert (await plain.call("PUT", ITEM, path, 204, json=35, headers=swapped)).body == b""
+    await plain.call("PUT", ITEM, path, 412, json=36, headers=swapped)
     await plain.call("PUT", ITEM, path, 400, json=0, headers={"If-Match": "unquoted"})
     json_type = {"Content-Type": "application/json"}
     answer = await plain.call("PUT", ITEM, path, 400, data=b"Infinity", headers=json_type)
@@ -412,6 +422,10 @@ async def drive_batch(plain: Api, secured: Api) -> None:
     assert [r["status"] for r in results] == [201, 201, 200, 200, 200, 404, 404]
     assert results[2]["value"] == "one" and results[2]["etag"] == results[1]["etag"]
     assert results[4]["value"] == {"age": 32}
+    minimal = {"Prefer": "return=minimal"}
+    answer = await plain.call("POST", BATCH, path, 200, json={"ops": ops}, headers=minimal)
+    assert answer.headers["Preference-Applied"] == "return=minimal"
+    assert [r["status"] for r in answer.json()["results"]] == [204, 204, 200, 204, 200, 404, 404]
     bad_ops = [{"op": "get", "key": "a"}, {"op": "patch", "key": "b"}, {"op": "put", "key": []}]
     answer = await plain.call("POST", BATCH, path, 400, json={"ops": bad_ops})
     assert code(answer) == "invalid-batch"

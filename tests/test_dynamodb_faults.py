@@ -109,7 +109,7 @@ async def test_partly_unprocessed_writes_complete(real: DynamoDBBackend, keep: i
     puts = items(60)
     retries = UNPROCESSED_RETRIES.labels(kind="write")
     before = retries._value.get()
-    assert await faulty(real, client).write_many(puts, []) == {}
+    assert await faulty(real, client).write_many(puts, [], previous=puts) == {}
     assert client.injected == 3 and client.calls > 3
     # each injected fault leaves at least one request to retry, and the metric counts them
     assert retries._value.get() - before >= client.injected
@@ -120,7 +120,7 @@ async def test_partly_unprocessed_writes_complete(real: DynamoDBBackend, keep: i
 @pytest.mark.parametrize("keep", [0, 7])
 async def test_partly_unprocessed_reads_complete(real: DynamoDBBackend, keep: int) -> None:
     puts = items(130)
-    await real.write_many(puts, [])
+    await real.write_many(puts, [], previous=())
     client = UnprocessedWire(real.wire, "BatchGetItem", faults=3, keep=keep)
     assert await faulty(real, client).get_many(list(puts), consistent=False) == puts
     assert client.injected == 3 and client.calls > 3
@@ -128,16 +128,16 @@ async def test_partly_unprocessed_reads_complete(real: DynamoDBBackend, keep: in
 
 async def test_partly_unprocessed_deletes_complete(real: DynamoDBBackend) -> None:
     puts = items(30)
-    await real.write_many(puts, [])
+    await real.write_many(puts, [], previous=())
     client = UnprocessedWire(real.wire, "BatchWriteItem", faults=3, keep=5)
-    assert await faulty(real, client).write_many({}, list(puts)) == puts
+    assert await faulty(real, client).write_many({}, list(puts), previous=puts) == puts
     assert client.injected == 3
     assert await real.count("c") == 0
 
 
 async def test_always_unprocessed_reads_give_up(real: DynamoDBBackend) -> None:
     puts = items(10)
-    await real.write_many(puts, [])
+    await real.write_many(puts, [], previous=())
     client = UnprocessedWire(real.wire, "BatchGetItem", faults=float("inf"), keep=0)
     with pytest.raises(BackendUnavailable, match="unprocessed after 4 attempts"):
         await faulty(real, client).get_many(list(puts), consistent=False)
@@ -147,7 +147,7 @@ async def test_always_unprocessed_reads_give_up(real: DynamoDBBackend) -> None:
 async def test_always_unprocessed_writes_give_up(real: DynamoDBBackend) -> None:
     client = UnprocessedWire(real.wire, "BatchWriteItem", faults=float("inf"), keep=0)
     with pytest.raises(BackendUnavailable, match="BatchWriteItem: 1 requests still"):
-        await faulty(real, client).write_many({("c", "sy"): Record(b"1", "v")}, [])
+        await faulty(real, client).write_many({("c", "sy"): Record(b"1", "v")}, [], previous=())
     assert client.calls == FAST.attempts
     assert await real.get_many([("c", "sy")], consistent=True) == {}
 
@@ -165,12 +165,12 @@ async def test_throttling_errors_are_backend_unavailable(
 ) -> None:
     backend = faulty(real, FailingWire(real.wire, operation, code, "slow down"))
     with pytest.raises(BackendUnavailable) as failed:
-        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
+        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [], previous=[("c", "sa")])
     assert code in failed.value.detail and "slow down" in failed.value.detail
 
 
 async def test_conditional_calls_tell_throttling_from_condition(real: DynamoDBBackend) -> None:
-    await real.write_many({("c", "sa"): Record(b"1", "v1")}, [])
+    await real.write_many({("c", "sa"): Record(b"1", "v1")}, [], previous=())
     code = "ProvisionedThroughputExceededException"
     put_fails = faulty(real, FailingWire(real.wire, "PutItem", code, "slow down"))
     with pytest.raises(BackendUnavailable, match=code):
@@ -187,7 +187,7 @@ async def test_validation_error_keeps_its_message(real: DynamoDBBackend) -> None
     message = "Item size has exceeded the maximum allowed size"
     backend = faulty(real, FailingWire(real.wire, "BatchWriteItem", "ValidationException", message))
     with pytest.raises(BackendUnavailable) as failed:
-        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [])
+        await backend.write_many({("c", "sa"): Record(b"1", "v")}, [], previous=())
     assert "ValidationException" in failed.value.detail and message in failed.value.detail
 
 

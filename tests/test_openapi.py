@@ -35,7 +35,7 @@ SPEC_URI = "urn:itemstore:openapi"
 REGISTRY: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(SPEC))
 HTTP_METHODS = ("get", "head", "put", "post", "delete", "patch", "options", "trace")
 # Headers whose presence on an answer must be documented for that answer.
-TRACKED_HEADERS = ("ETag", "Location", "Retry-After", "Allow", "X-Request-ID")
+TRACKED_HEADERS = ("ETag", "Location", "Retry-After", "Allow", "X-Request-ID", "Preference-Applied")
 
 
 # -- reading the spec ------------------------------------------------------------

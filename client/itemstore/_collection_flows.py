@@ -56,7 +56,10 @@ class CollectionFlows:
         return item
 
     def set(self, key: Key, value: Any, if_match: str | None, if_absent: bool) -> Flow[str]:
-        put = self.core.put(self.name, key, dumps(value), if_match=if_match, if_absent=if_absent)
+        """The new ETag. A blind write: created-vs-replaced is not asked for."""
+        put = self.core.put(
+            self.name, key, dumps(value), if_match=if_match, if_absent=if_absent, minimal=True
+        )
         etag: str = (yield put)[1]
         return etag
 
@@ -111,10 +114,11 @@ class CollectionFlows:
                 return key, item.value
 
     def update(self, pairs: Iterator[tuple[Key, Any]]) -> Flow[None]:
-        """Store many items: one batch call per ``max_batch_ops`` (not atomic)."""
+        """Store many items: one batch call per ``max_batch_ops`` (not atomic),
+        blind writes."""
         ops = [BatchOp("put", check_key(k), dumps(v)) for k, v in pairs]
         if ops:
-            yield from batch(self.core, self.name, ops)
+            yield from batch(self.core, self.name, ops, minimal=True)
 
     def clear(self) -> Flow[None]:
         yield self.core.clear(self.name)

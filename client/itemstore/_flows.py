@@ -189,15 +189,18 @@ def collection_names(core: Core) -> Stream[str]:
     return pages(lambda cursor: core.collections_page(cursor, None))
 
 
-def batch(core: Core, collection: str, ops: list[BatchOp]) -> Flow[list[OpResult]]:
+def batch(
+    core: Core, collection: str, ops: list[BatchOp], *, minimal: bool = False
+) -> Flow[list[OpResult]]:
     """Send ``ops`` in order, one call per ``max_batch_ops`` (and
     ``max_request_bytes``); the results of every op, in order. An error of a
-    later call says how many ops earlier calls applied."""
+    later call says how many ops earlier calls applied. ``minimal``: blind
+    puts (see ``Core.batch``)."""
     results: list[OpResult] = []
     known = yield from limits(core)
     for chunk in split_ops(ops, known.max_batch_ops, known.max_request_bytes):
         try:
-            chunk_results: list[OpResult] = yield core.batch(collection, chunk)
+            chunk_results: list[OpResult] = yield core.batch(collection, chunk, minimal=minimal)
         except ItemstoreError as error:
             raise applied_before(error, len(results), len(ops)) from None
         results.extend(chunk_results)

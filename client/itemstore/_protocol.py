@@ -25,6 +25,9 @@ from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailabl
 T = TypeVar("T")
 JSON = "application/json"
 DEFAULT_URL = "http://127.0.0.1:8080"
+MINIMAL = {"Prefer": "return=minimal"}
+"""Asks for a blind write (RFC 7240): puts answer 204 with the ETag and no
+created-vs-replaced, which spares the service a read before the write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +264,12 @@ class Core:
         *,
         if_match: str | None = None,
         if_absent: bool = False,
-    ) -> Call[tuple[bool, str]]:
+        minimal: bool = False,
+    ) -> Call[tuple[bool | None, str]]:
         """Store encoded ``value``: decodes to ``(created, etag)``; 412 raises
-        PreconditionFailed carrying the current value and ETag."""
+        PreconditionFailed carrying the current value and ETag. ``minimal``:
+        a blind write (``Prefer: return=minimal``), whose ``created`` is None
+        when the service answers 204 (the ETag comes in its header)."""
         path, query = self._item(collection, key)
         headers: dict[str, str] = {}
         if if_match is not None:
@@ -271,9 +277,13 @@ class Core:
         if if_absent:
             headers["If-None-Match"] = "*"
         replay = Replay.IF_NOT_APPLIED if headers else Replay.SAFE
+        if minimal:
+            headers |= MINIMAL
         req = self._request("PUT", path, query, body=value, headers=headers, replay=replay)
 
-        def decode(r: Response) -> tuple[bool, str]:
+        def decode(r: Response) -> tuple[bool | None, str]:
+            if r.status == 204:
+                return None, _etag(r)
             self._json(req, r, 200, 201)
             return r.status == 201, _etag(r)
 
@@ -361,15 +371,19 @@ class Core:
 
         return Call(req, decode)
 
-    def batch(self, collection: str, ops: Sequence[BatchOp]) -> Call[list[OpResult]]:
+    def batch(
+        self, collection: str, ops: Sequence[BatchOp], *, minimal: bool = False
+    ) -> Call[list[OpResult]]:
         """One batch call of ``ops``; results in op order. A result that is
         neither a success nor a 404 raises its problem. Gets and puts are safe
-        to replay; a delete is not (a replay would report it as not found)."""
+        to replay; a delete is not (a replay would report it as not found).
+        ``minimal``: blind puts, each answered 204 with its ETag."""
         body = b'{"ops":[' + b",".join(op.encoded for op in ops) + b"]}"
         has_delete = any(op.kind == "delete" for op in ops)
         replay = Replay.IF_NOT_APPLIED if has_delete else Replay.SAFE
         path = f"/collections/{check_collection_name(collection)}/batch"
-        req = self._request("POST", path, body=body, replay=replay)
+        headers = MINIMAL if minimal else None
+        req = self._request("POST", path, body=body, headers=headers, replay=replay)
 
         def decode(r: Response) -> list[OpResult]:
             results = []

@@ -114,10 +114,11 @@ class SessionFlows:
         yield Emit([(e.key, e.value) for e in self.state.unseen(seen)])
 
     def commit(self) -> Flow[int]:
-        """Send every pending change, one batch call per ``max_batch_ops``;
-        the number of ops sent. The cache stays valid afterwards."""
+        """Send every pending change, one batch call per ``max_batch_ops``,
+        puts as blind writes; the number of ops sent. The cache stays valid
+        afterwards."""
         plan = self.state.plan()
         if plan.ops:
-            yield from batch(self.core, self.name, plan.ops)
+            yield from batch(self.core, self.name, plan.ops, minimal=True)
         self.state.committed(plan)
         return len(plan.ops)

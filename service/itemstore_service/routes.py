@@ -19,7 +19,15 @@ from .appkeys import CONFIG, STORE
 from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
 from .store import Op, OpResult, Outcome
-from .validation import batch_ops, collection_name, flag, json_value, page_size, path_key
+from .validation import (
+    batch_ops,
+    collection_name,
+    flag,
+    json_value,
+    page_size,
+    path_key,
+    prefers_minimal,
+)
 
 routes = web.RouteTableDef()
 
@@ -31,9 +39,13 @@ STATUS: Final[Mapping[Outcome, int]] = {
     Outcome.MISSING: 404,
     Outcome.CREATED: 201,
     Outcome.REPLACED: 200,
+    Outcome.WRITTEN: 204,
     Outcome.DELETED: 200,
 }
 """The HTTP status of each store outcome (also each batch op's ``status``)."""
+
+MINIMAL: Final = {"Preference-Applied": "return=minimal"}
+"""Sent with every answer to ``Prefer: return=minimal`` (RFC 7240)."""
 
 
 def json_response(document: Any, status: int = 200, **headers: str) -> web.Response:
@@ -76,9 +88,14 @@ async def put_item(request: web.Request) -> web.Response:
     name = collection_name(request)
     key = path_key(request, config.limits)
     expected, absent = if_match(request), if_none_match_any(request)
+    minimal = prefers_minimal(request)
     value = await json_value(request, config.limits)
-    stored = await request.app[STORE].put(name, key, value, if_match=expected, if_none_match=absent)
+    stored = await request.app[STORE].put(
+        name, key, value, if_match=expected, if_none_match=absent, blind=minimal
+    )
     tag = etag(stored.record)
+    if minimal:  # no body, and no created-vs-replaced: a blind write reads nothing
+        return web.Response(status=204, headers={"ETag": tag, **MINIMAL})
     return json_response({"key": exact(key), "etag": tag}, STATUS[stored.outcome], ETag=tag)
 
 
@@ -138,9 +155,13 @@ async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
     ops = await batch_ops(request, config.limits)
-    results = await request.app[STORE].batch(name, ops)
+    minimal = prefers_minimal(request)
+    results = await request.app[STORE].batch(name, ops, blind=minimal)
     answers = [_op_answer(op, result) for op, result in zip(ops, results, strict=True)]
-    return json_response({"results": answers})
+    response = json_response({"results": answers})
+    if minimal:
+        response.headers.update(MINIMAL)
+    return response
 
 
 # -- collections -------------------------------------------------------------

@@ -6,7 +6,8 @@ reads and writes through batchers: concurrent reads become one ``get_many``,
 concurrent puts and deletes one ``write_many`` (group commit). A write is
 answered only after the batch that carries it is durable. Conditional writes
 go straight to the backend's single-item conditional calls: they cannot share
-a batch.
+a batch. A blind put (its caller does not ask whether it created or replaced
+the item) needs no read of the record it replaces.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Outcome(enum.Enum):
     MISSING = "missing"  # a get or a delete found no item
     CREATED = "created"  # a put stored an item that was absent
     REPLACED = "replaced"  # a put replaced an item
+    WRITTEN = "written"  # a blind put stored an item, present before or not
     DELETED = "deleted"  # a delete removed the item
 
 
@@ -60,7 +62,8 @@ class OpResult:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A put's outcome (CREATED or REPLACED) and the record it wrote."""
+    """A put's outcome (CREATED, REPLACED, or WRITTEN when blind) and the
+    record it wrote."""
 
     outcome: Outcome
     record: Record
@@ -84,6 +87,7 @@ class _Get:
 class _Put:
     key: ItemKey
     record: Record
+    blind: bool = False  # answered WRITTEN: the record it replaces is not needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,32 +174,34 @@ class Store:
     async def _write_batch(self, ops: list[_Queued]) -> list[OpResult]:
         """Apply ``ops`` in order, as if one after another, with one backend
         write: the last write to a key is what gets stored; every op is
-        answered from the state it would have seen."""
+        answered from the state it would have seen. A key's stored record is
+        read only when its first op needs it: not when that is a blind put."""
+        first: dict[ItemKey, _Queued] = {}
         final: dict[ItemKey, Record | None] = {}
-        read_first: list[ItemKey] = []  # keys a get sees before any write of the batch
-        deleted_first: list[ItemKey] = []  # keys whose first write is a delete
         for op in ops:
-            if op.key not in final:
-                if isinstance(op, _Get):
-                    read_first.append(op.key)
-                elif isinstance(op, _Delete):
-                    deleted_first.append(op.key)
+            first.setdefault(op.key, op)
             if isinstance(op, _Put):
                 final[op.key] = op.record
             elif isinstance(op, _Delete):
                 final[op.key] = None
-        # A delete answers the value it removed, but write_many returns values
-        # only for the keys it deletes: a key put again later needs reading.
-        read_first += [key for key in deleted_first if final[key] is not None]
+        # A get first, or a delete first of a key put again later (write_many
+        # returns values only for the keys it deletes): read before writing.
+        read_first: list[ItemKey] = []
+        # A non-blind put first (created or replaced?), or a delete first of a
+        # key deleted in the end: write_many returns what it replaced.
+        previous: list[ItemKey] = []
+        for key, op in first.items():
+            if isinstance(op, _Get) or (isinstance(op, _Delete) and final[key] is not None):
+                read_first.append(key)
+            elif isinstance(op, _Delete) or not op.blind:
+                previous.append(key)
         puts = {key: record for key, record in final.items() if record is not None}
         deletes = [key for key, record in final.items() if record is None]
         state: dict[ItemKey, Record] = {}
         if read_first:
-            state = await self.backend.get_many(list(dict.fromkeys(read_first)), consistent=True)
+            state = await self.backend.get_many(read_first, consistent=True)
         if final:
-            # write_many may leave out the previous values of replaced keys:
-            # what a get saw first wins.
-            state = (await self.backend.write_many(puts, deletes)) | state
+            state |= await self.backend.write_many(puts, deletes, previous=previous)
 
         results: list[OpResult] = []
         for op in ops:
@@ -203,7 +209,8 @@ class Store:
             if isinstance(op, _Get):
                 results.append(_read_result(current))
             elif isinstance(op, _Put):
-                results.append(OpResult(_put_outcome(current), op.record))
+                outcome = Outcome.WRITTEN if op.blind else _put_outcome(current)
+                results.append(OpResult(outcome, op.record))
                 state[op.key] = op.record
             else:
                 results.append(_delete_result(current))
@@ -227,14 +234,18 @@ class Store:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        blind: bool = False,
     ) -> Stored:
         """Store ``value`` (JSON bytes): CREATED when it was absent, REPLACED
         otherwise. ``if_none_match``: only when absent; ``if_match``: only when
-        the stored version is that one. PreconditionFailed otherwise."""
+        the stored version is that one. PreconditionFailed otherwise.
+        ``blind``: the caller does not need CREATED vs REPLACED, so an
+        unconditional put reads nothing and is WRITTEN (a conditional put
+        reads its item anyway and tells)."""
         item_key = (collection, encode_key(key))
         record = Record(value, new_version(), _is_float(key))
         if if_match is None and not if_none_match:
-            result = await self._writes.submit(_Put(item_key, record))
+            result = await self._writes.submit(_Put(item_key, record, blind))
             return Stored(result.outcome, record)
         try:
             previous = await self.backend.put_if(
@@ -265,17 +276,20 @@ class Store:
         """Store ``value`` under a new time-ordered key; return the key and
         the record written."""
         key = new_key()
-        stored = await self.put(collection, key, value)
+        stored = await self.put(collection, key, value, blind=True)  # a new key: nothing to read
         return key, stored.record
 
-    async def batch(self, collection: str, ops: Sequence[Op]) -> list[OpResult]:
+    async def batch(
+        self, collection: str, ops: Sequence[Op], *, blind: bool = False
+    ) -> list[OpResult]:
         """Apply ``ops`` in order, as if one after another (not atomically).
-        Batches of gets only are served by the read coalescer."""
+        Batches of gets only are served by the read coalescer. ``blind``: every
+        put is blind (WRITTEN, see ``put``)."""
         if all(op.kind == "get" for op in ops):
             keys = [(collection, encode_key(op.key)) for op in ops]
             records = await self._reads[False].submit_group(keys)
             return [_read_result(record) for record in records]
-        return await self._writes.submit_group([_queued(collection, op) for op in ops])
+        return await self._writes.submit_group([_queued(collection, op, blind) for op in ops])
 
     # -- listings ---------------------------------------------------------
 
@@ -323,12 +337,12 @@ class Store:
         return names, None
 
 
-def _queued(collection: str, op: Op) -> _Queued:
+def _queued(collection: str, op: Op, blind: bool) -> _Queued:
     item_key = (collection, encode_key(op.key))
     if op.kind == "get":
         return _Get(item_key)
     if op.kind == "put":
-        return _Put(item_key, Record(op.value, new_version(), _is_float(op.key)))
+        return _Put(item_key, Record(op.value, new_version(), _is_float(op.key)), blind)
     return _Delete(item_key)
 
 

@@ -71,6 +71,19 @@ def flag(request: web.Request, name: str) -> bool:
     return text == "true"
 
 
+def prefers_minimal(request: web.Request) -> bool:
+    """Whether the request's ``Prefer`` headers (RFC 7240) ask for
+    ``return=minimal``: preferences are separated by commas, their names and
+    this value compared case-insensitively, parameters after ``;`` and other
+    preferences ignored; only the first ``return`` preference counts."""
+    for header in request.headers.getall("Prefer", ()):
+        for preference in header.split(","):
+            name, _, value = preference.partition(";")[0].partition("=")
+            if name.strip().lower() == "return":
+                return value.strip().strip('"').lower() == "minimal"
+    return False
+
+
 def page_size(request: web.Request, limits: Limits) -> int:
     text = request.query.get("limit")
     if text is None:

@@ -7,7 +7,7 @@ types, batching policy or coalescing. ``sk`` is the encoded sort key from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,11 +58,18 @@ class Backend(Protocol):
         ...
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
         """Store ``puts`` and remove ``deletes`` (disjoint key sets); return the
-        records that existed before for any of those keys (for keys of
-        ``puts`` the value may be left out as ``b""``). Durable on return."""
+        records that existed before for the keys of ``previous`` (some of the
+        keys of ``puts`` and ``deletes``), and for no other key; for keys of
+        ``puts`` the value may be left out as ``b""``. The other keys are
+        written blind: their previous records need not be read at all.
+        Durable on return."""
         ...
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:

@@ -24,7 +24,15 @@ import math
 import random
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -208,10 +216,15 @@ class DynamoDBBackend:
     # -- writes -----------------------------------------------------------
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
-        """Read the previous records (consistent batch reads; values only of
-        the deleted items), then write in batches of 25. Unlike SQLite, the
+        """Read the previous records of the keys of ``previous`` (consistent
+        batch reads; values only of the deleted items; no read at all when
+        ``previous`` is empty), then write in batches of 25. Unlike SQLite, the
         read and the write are not one atomic step: a concurrent writer may
         slip in between."""
         requests: dict[ItemKey, Item] = {}
@@ -221,14 +234,14 @@ class DynamoDBBackend:
             requests[key] = {"PutRequest": {"Item": self._item(key, record)}}
         if not requests:
             return {}
+        wanted = set(previous)
         deleted, replaced = await asyncio.gather(
-            self._get_many(deletes, consistent=True, values=True),
-            self._get_many(list(puts), consistent=True, values=False),
+            self._get_many([k for k in deletes if k in wanted], consistent=True, values=True),
+            self._get_many([k for k in puts if k in wanted], consistent=True, values=False),
         )
-        previous = replaced | deleted
         await self._register(collection for collection, _ in puts)
         await self._batch_write(list(requests.values()))
-        return previous
+        return replaced | deleted
 
     @staticmethod
     def _conditional(expected: str | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -168,13 +168,21 @@ class SQLiteBackend:
         )
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
+        # The previous records are read in the write's own transaction: exact,
+        # and cheap enough that blind keys save little here.
+        wanted = list(dict.fromkeys(previous))
+
         def body(conn: sqlite3.Connection) -> dict[ItemKey, Record]:
-            previous = self._select(conn, [*puts, *deletes])
+            found = self._select(conn, wanted) if wanted else {}
             self._upsert(conn, list(puts.items()))
             self._delete(conn, deletes)
-            return previous
+            return found
 
         return await self._run(self._writer, lambda: self._transaction(body))
 

@@ -5,7 +5,7 @@ and counts its errors and batch sizes, and ``count_unprocessed_retries`` is the
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
@@ -47,11 +47,15 @@ class InstrumentedBackend:
             return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
-        self, puts: Mapping[ItemKey, Record], deletes: Sequence[ItemKey]
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
     ) -> dict[ItemKey, Record]:
         BATCH_SIZE.labels(kind="write").observe(len(puts) + len(deletes))
         with backend_call(self.name, "write_many"):
-            return await self.inner.write_many(puts, deletes)
+            return await self.inner.write_many(puts, deletes, previous=previous)
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         with backend_call(self.name, "put_if"):
