@@ -19,8 +19,9 @@ import pytest
 
 from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import ConditionFailed, ItemKey, Record
-from itemstore_service.backends.dynamodb import DynamoDBBackend, RetryPolicy
+from itemstore_service.backends.dynamodb import DynamoDBBackend
 from itemstore_service.backends.dynamodb_errors import error_of
+from itemstore_service.backends.dynamodb_unprocessed import RetryPolicy
 from itemstore_service.backends.dynamodb_wire import DynamoDBWire
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable

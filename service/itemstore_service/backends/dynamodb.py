@@ -21,20 +21,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
-import random
 import time
 import zlib
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
-    Callable,
     Collection,
     Iterable,
     Mapping,
     Sequence,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import aioboto3
@@ -45,6 +41,7 @@ from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
 from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
 from .dynamodb_listing import ShardReader, merge_shards
 from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
+from .dynamodb_unprocessed import RetryPolicy, until_done
 from .dynamodb_wire import DynamoDBWire, WirePolicy, botocore_credentials, endpoint_of
 
 if TYPE_CHECKING:
@@ -57,20 +54,6 @@ REGISTRY_PK = "#collections"
 MAX_BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
 MAX_BATCH_WRITE = 25  # DynamoDB's limit per BatchWriteItem
 REGISTRY_TTL = 30.0  # seconds a process trusts its own registration of a collection
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter for UnprocessedItems/Keys: give up
-    after ``attempts`` calls in a row that made no progress."""
-
-    attempts: int = 6
-    base: float = 0.02
-    cap: float = 0.5
-
-    def delay(self, stalls: int) -> float:
-        ceiling = min(self.cap, self.base * 2.0**stalls)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def _item_key(item: Item) -> ItemKey:
@@ -127,27 +110,6 @@ class DynamoDBBackend:
         except DynamoDBError as exc:
             raise BackendUnavailable(f"DynamoDB {operation} failed: {exc}") from exc
 
-    async def _until_done(
-        self, what: str, pending: list[Item], send: Callable[[list[Item]], Awaitable[list[Item]]]
-    ) -> None:
-        """Call ``send`` (which returns what was left unprocessed) until nothing
-        is left, backing off; give up after ``retry.attempts`` stalled calls."""
-        stalls = 0
-        while True:
-            left = await send(pending)
-            if not left:
-                return
-            stalls = 0 if len(left) < len(pending) else stalls + 1
-            if stalls >= self.retry.attempts:
-                raise BackendUnavailable(
-                    f"DynamoDB {what}: {len(left)} requests still unprocessed after"
-                    f" {stalls} attempts (throughput exceeded); retry later"
-                )
-            await asyncio.sleep(self.retry.delay(stalls))
-            if self.on_retry is not None:
-                self.on_retry("write" if what == "BatchWriteItem" else "read", len(left))
-            pending = left
-
     def _pk(self, collection: str, sk: str) -> str:
         shard = zlib.crc32(sk.encode("utf-8", "surrogatepass")) % self.shards
         return f"{collection}#{shard}"
@@ -170,7 +132,9 @@ class DynamoDBBackend:
             return left
 
         await run_all(
-            self._until_done("BatchWriteItem", requests[i : i + MAX_BATCH_WRITE], send)
+            until_done(
+                "BatchWriteItem", requests[i : i + MAX_BATCH_WRITE], send, self.retry, self.on_retry
+            )
             for i in range(0, len(requests), MAX_BATCH_WRITE)
         )
 
@@ -208,7 +172,9 @@ class DynamoDBBackend:
 
         wanted = [self._key(key) for key in dict.fromkeys(keys)]
         await run_all(
-            self._until_done("BatchGetItem", wanted[i : i + MAX_BATCH_GET], send)
+            until_done(
+                "BatchGetItem", wanted[i : i + MAX_BATCH_GET], send, self.retry, self.on_retry
+            )
             for i in range(0, len(wanted), MAX_BATCH_GET)
         )
         return found
