@@ -253,7 +253,8 @@ class SQLiteBackend:
         file system (files made with auto_vacuum, see ``_connect``), then
         check whether writes may resume."""
         with contextlib.suppress(sqlite3.Error):
-            self._wconn.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps it to the end; execute would free one page.
+            self._wconn.executescript("PRAGMA incremental_vacuum")
         self._checkpoint()
         self.faults.recheck_room(now=True)
 
