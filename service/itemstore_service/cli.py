@@ -5,6 +5,7 @@ a flag given on the command line wins."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -144,6 +145,7 @@ def _release_stop_signals() -> None:
 def run_worker(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close (one process)."""
     _hold_stop_signals()  # held already when started by serve(): the hold is inherited
+    faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS ...) still writes its traceback
     import uvloop
     from aiohttp import web
 

@@ -9,12 +9,20 @@ than a thread hop (measured: +17% GET throughput). Listings and counts, which
 may scan, run on a reader thread. WAL lets every reader go on while the
 writer commits.
 
+Faults of the file or the disk answer 503, never a loss or a wrong answer
+(``sqlite_faults``): every COMMIT first checks that the file is still the one
+opened, and at open a background ``integrity_check`` reads the whole file
+(``ping``, so ``/readyz``, waits for it). Files are read with ``read()``, not
+mapped: a mapped file that shrinks or whose storage fails kills the process
+with SIGBUS, where ``read()`` returns an error (no measurable read cost).
+
 POSIX only (Linux, macOS): worker processes take turns through ``fcntl.flock``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ..batching import Tuning
 from ..errors import BackendUnavailable
 from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
+from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
 
 try:
     import fcntl
@@ -53,13 +62,27 @@ CREATE TABLE IF NOT EXISTS items (
 _MAX_KEYS_PER_SELECT = 500
 
 
-def _connect(path: str, busy_ms: int = 30_000) -> sqlite3.Connection:
+# How long the loop waits in ``ping`` for the integrity check of the file.
+_PING_WAITS_FOR_CHECK = 0.5
+
+
+def _connect(
+    path: str, busy_ms: int = 30_000, spare_bytes: int = SPARE_BYTES
+) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # Only a file without tables takes this: deletes on a full disk then give
+    # the space back to the file system (``PRAGMA incremental_vacuum``).
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-    conn.execute("PRAGMA mmap_size=268435456")
+    conn.execute("PRAGMA mmap_size=0")  # see the module docstring
     conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA cell_size_check=ON")  # finds more damaged pages as they are read
+    # Zero deleted rows in their pages, but not whole freed pages: a delete
+    # on a nearly full disk writes no more than it must.
+    conn.execute("PRAGMA secure_delete=FAST")
+    conn.execute(f"PRAGMA wal_autocheckpoint={wal_autocheckpoint_pages(spare_bytes)}")
     return conn
 
 
@@ -71,7 +94,7 @@ def _sk(sk: str) -> bytes:
 class SQLiteBackend:
     name = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, spare_bytes: int = SPARE_BYTES) -> None:
         self.path = path
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
@@ -83,15 +106,19 @@ class SQLiteBackend:
         # WAL, which SQLite can refuse at once ("database is locked"): one at a time.
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
-            self._wconn = _connect(path)
+            self._wconn = _connect(path, spare_bytes=spare_bytes)
             self._wconn.execute(SCHEMA)
-            self._rconn = _connect(path)
+            self._rconn = _connect(path, spare_bytes=spare_bytes)
             # The event loop's own connection never waits for a lock: in WAL mode a
             # reader is blocked only in rare cases (recovery after a crash), and
             # then get_many goes to the reader thread instead.
-            self._lconn = _connect(path, busy_ms=0)
+            self._lconn = _connect(path, busy_ms=0, spare_bytes=spare_bytes)
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        self.faults = SQLiteFaults(path, spare_bytes=spare_bytes)
+        self.faults.reserve_spare()
+        self._check_conn: sqlite3.Connection | None = None
+        self._integrity_checked: asyncio.Future[None] | None = None
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -102,10 +129,46 @@ class SQLiteBackend:
         os.close(self._write_lock)
 
     async def _run(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        self.faults.raise_if_failed()
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        except sqlite3.OperationalError as exc:
-            raise BackendUnavailable(f"SQLite: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self.faults.error(exc) from exc
+
+    async def _read(self, fn: Callable[[], T]) -> T:
+        """``fn`` on the reader thread, once the file is known to be the one opened."""
+        self.faults.check_file()
+        return await self._run(self._reader, fn)
+
+    # -- integrity check at open ------------------------------------------
+
+    def start_integrity_check(self) -> None:
+        """Read the whole file in the background (``PRAGMA integrity_check``):
+        damage that reads page by page do not notice (a wrong cell count in an
+        index page gives a short count, not an error) fails the backend."""
+        self._integrity_checked = asyncio.get_running_loop().run_in_executor(
+            None, self._check_integrity
+        )
+
+    def _check_integrity(self) -> None:
+        conn = self._check_conn = _connect(self.path)
+        try:
+            (verdict,) = conn.execute("PRAGMA integrity_check(1)").fetchone()
+            if verdict != "ok":
+                self.faults.fail(f"the SQLite file {self.path!r} is damaged ({verdict})")
+        except sqlite3.Error as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_INTERRUPT:  # stopped by close
+                self.faults.error(exc)
+        finally:
+            conn.close()
+
+    async def stop_integrity_check(self) -> None:
+        if self._integrity_checked is None:
+            return
+        if self._check_conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # closed already: the check is over
+                self._check_conn.interrupt()
+        await asyncio.wait([self._integrity_checked])
 
     # -- reads ------------------------------------------------------------
 
@@ -130,27 +193,70 @@ class SQLiteBackend:
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
         # Every SQLite read sees every committed write: all reads are consistent.
+        self.faults.check_file()
         try:
             return self._select(self._lconn, keys)
-        except sqlite3.OperationalError:
-            return await self._run(self._reader, lambda: self._select(self._rconn, keys))
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                raise self.faults.error(exc) from exc
+        return await self._read(lambda: self._select(self._rconn, keys))
 
     # -- writes -----------------------------------------------------------
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._wconn
+    def _transaction(self, body: Callable[[sqlite3.Connection], T], *, stores: bool = True) -> T:
+        """Run ``body`` in one write transaction. ``stores``: False when it
+        only deletes, which a full disk does not refuse (it frees space)."""
+        faults = self.faults
+        if faults.full and stores and not faults.recheck_room():
+            raise faults.full_error()
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                result = body(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                result = self._commit(body)
+            except sqlite3.Error as exc:
+                if not is_full(exc):
+                    raise
+                faults.enter_full()  # frees the spare
+                self._checkpoint()
+                if stores:
+                    raise
+                result = self._commit(body)  # a delete, now with the spare's room
+            if faults.full and not stores:
+                self._give_back_space()
             return result
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+
+    def _commit(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            # A COMMIT to a deleted or replaced file would be lost at restart.
+            self.faults.check_file(now=True)
+        except BaseException:
+            if conn.in_transaction:  # SQLite may have rolled back already
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it (best effort: on a full
+        disk this may fail, and the next write says so)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _give_back_space(self) -> None:
+        """On a full disk, after deletes: return the file's free pages to the
+        file system (files made with auto_vacuum, see ``_connect``), then
+        check whether writes may resume."""
+        with contextlib.suppress(sqlite3.Error):
+            # executescript steps it to the end; execute would free one page.
+            self._wconn.executescript("PRAGMA incremental_vacuum")
+        self._checkpoint()
+        self.faults.recheck_room(now=True)
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, items: Sequence[tuple[ItemKey, Record]]) -> None:
@@ -184,7 +290,7 @@ class SQLiteBackend:
             self._delete(conn, deletes)
             return found
 
-        return await self._run(self._writer, lambda: self._transaction(body))
+        return await self._run(self._writer, lambda: self._transaction(body, stores=bool(puts)))
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         def body(conn: sqlite3.Connection) -> Record | None:
@@ -204,13 +310,13 @@ class SQLiteBackend:
             self._delete(conn, [key])
             return current
 
-        return await self._run(self._writer, lambda: self._transaction(body))
+        return await self._run(self._writer, lambda: self._transaction(body, stores=False))
 
     async def delete_collection(self, collection: str) -> int:
         def body(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM items WHERE collection=?", (collection,)).rowcount
 
-        return await self._run(self._writer, lambda: self._transaction(body))
+        return await self._run(self._writer, lambda: self._transaction(body, stores=False))
 
     # -- listings ---------------------------------------------------------
 
@@ -236,14 +342,14 @@ class SQLiteBackend:
                 for sk, value, version, fk in rows
             ]
 
-        return await self._run(self._reader, run)
+        return await self._read(run)
 
     async def count(self, collection: str) -> int:
         def run() -> int:
             sql = "SELECT count(*) FROM items WHERE collection=?"
             return int(self._rconn.execute(sql, (collection,)).fetchone()[0])
 
-        return await self._run(self._reader, run)
+        return await self._read(run)
 
     async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
         def run() -> list[str]:
@@ -254,9 +360,21 @@ class SQLiteBackend:
             )
             return [name for (name,) in rows]
 
-        return await self._run(self._reader, run)
+        return await self._read(run)
 
     async def ping(self) -> None:
+        """Fails while the file is failed, unchecked yet (for longer than
+        ``_PING_WAITS_FOR_CHECK``) or its disk full."""
+        self.faults.check_file(now=True)
+        if self._integrity_checked is not None:
+            await asyncio.wait([self._integrity_checked], timeout=_PING_WAITS_FOR_CHECK)
+            if not self._integrity_checked.done():
+                raise BackendUnavailable(
+                    f"still checking the integrity of the SQLite file {self.path!r} (at startup)"
+                )
+            self.faults.raise_if_failed()
+        if self.faults.full and not await self._run(self._writer, self.faults.recheck_room):
+            raise self.faults.full_error()
         await self._run(self._reader, lambda: self._rconn.execute("SELECT 1").fetchone())
 
 
@@ -281,7 +399,9 @@ async def open(
         backend = await asyncio.to_thread(SQLiteBackend, path)
     except sqlite3.Error as exc:
         raise BackendUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
+    backend.start_integrity_check()
     try:
         yield backend
     finally:
+        await backend.stop_integrity_check()
         await asyncio.to_thread(backend.close)
