@@ -53,7 +53,7 @@ async def fill(config: Config, n: int = ITEMS) -> None:
                 key("c", f"k{i:04}"): rec({"i": i, "pad": "x" * 200})
                 for i in range(start, start + 500)
             }
-            await backend.write_many(batch, [])
+            await backend.write_many(batch, [], previous=())
 
 
 async def assert_unavailable(
@@ -93,10 +93,10 @@ async def test_a_write_after_the_file_is_replaced_fails(
     other = tmp_path / "other.sqlite3"
     sqlite3.connect(other).close()
     async with sqlite.open(sqlite_config) as backend:
-        await backend.write_many({key("c", "a"): rec(1)}, [])
+        await backend.write_many({key("c", "a"): rec(1)}, [], previous=())
         os.replace(other, sqlite_config.sqlite_path)
         with pytest.raises(BackendUnavailable, match="was replaced while serving"):
-            await backend.write_many({key("c", "b"): rec(2)}, [])
+            await backend.write_many({key("c", "b"): rec(2)}, [], previous=())
         with pytest.raises(BackendUnavailable, match="was replaced while serving"):
             await backend.ping()
 
@@ -188,21 +188,23 @@ async def test_a_full_disk_is_503_and_not_ready_and_deletes_free_space(
         stored = 0
         with pytest.raises(BackendUnavailable, match="is full"):
             while True:
-                await backend.write_many({key("c", f"k{stored:05}"): rec("x" * 1000)}, [])
+                await backend.write_many(
+                    {key("c", f"k{stored:05}"): rec("x" * 1000)}, [], previous=()
+                )
                 stored += 1
         assert stored > 100
         with pytest.raises(BackendUnavailable, match="is full"):
             await backend.ping()  # /readyz answers 503
         with pytest.raises(BackendUnavailable, match="is full"):
-            await backend.write_many({key("c", "more"): rec(1)}, [])
+            await backend.write_many({key("c", "more"): rec(1)}, [], previous=())
 
         # Deletes go through, and give the space back.
         for start in range(0, stored, 100):
             keys = [key("c", f"k{i:05}") for i in range(start, min(stored, start + 100))]
-            removed = await backend.write_many({}, keys)
+            removed = await backend.write_many({}, keys, previous=keys)
             assert set(removed) == set(keys)
         await backend.ping()  # ready again
-        await backend.write_many({key("c", "more"): rec(1)}, [])
+        await backend.write_many({key("c", "more"): rec(1)}, [], previous=())
         assert await backend.count("c") == 1
     finally:
         backend.close()
