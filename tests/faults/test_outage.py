@@ -1,0 +1,119 @@
+"""An outage of the DynamoDB backend in the middle of a load, on moto and on
+dynalite, made two ways: the network path blackholed (connections accepted,
+never answered) and the server process stopped (SIGSTOP).
+
+While it lasts every request is answered within the deadline, the failures
+503 ``backend-unavailable`` with ``Retry-After``, and /readyz turns 503;
+once the backend is back the service recovers by itself within seconds; and
+every write acknowledged before, during or after is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import aiohttp
+import pytest
+
+from tests.faults.conftest import REQUEST_TIMEOUT, SLACK
+from tests.faults.load import (
+    Load,
+    batch_writer,
+    check_stored,
+    item_url,
+    reader,
+    seconds_until,
+    single_writer,
+    status_of,
+    value_of,
+)
+from tests.faults.processes import paused
+from tests.faults.proxy import FaultProxy
+
+OUTAGE = 3.0
+"""How long the backend stays away, in seconds (the load goes on)."""
+NOT_READY_WITHIN = REQUEST_TIMEOUT + 2.0
+"""/readyz turns 503 this soon after the backend goes away (its ping times out after 1 s)."""
+RECOVERED_WITHIN = 10.0
+"""The service serves again this soon after the backend is back: the breaker
+waits out its interval (1 s doubling while probes fail, so 4 s after a 3 s
+outage) before its probe, and the probe itself."""
+
+
+@contextmanager
+def blackholed(proxy: FaultProxy) -> Iterator[None]:
+    proxy.blackhole()
+    try:
+        yield
+    finally:
+        proxy.pass_through()
+
+
+def outage(kind: str, proxy: FaultProxy, pid: int) -> AbstractContextManager[None]:
+    return blackholed(proxy) if kind == "blackhole" else paused(pid)
+
+
+@pytest.mark.parametrize("kind", ["blackhole", "sigstop"])
+async def test_outage_mid_load(
+    kind: str, itemstore_on_proxy: str, proxy: FaultProxy, backend_server: tuple[str, int]
+) -> None:
+    base = itemstore_on_proxy
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT + 5)  # a hang shows as no answer
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def ready(expected: int) -> bool:
+            return await status_of(session, base + "/readyz") == expected
+
+        async def serving() -> bool:
+            written = await status_of(
+                session,
+                item_url(base, "probe"),
+                method="PUT",
+                json=value_of("probe"),
+                headers={"Prefer": "return=minimal"},
+            )
+            return written == 204 and await ready(200)
+
+        workers = [single_writer("s1"), single_writer("s2"), batch_writer("b1"), reader]
+        load = Load(session, base, workers)
+        try:
+            await asyncio.sleep(1.0)
+            began = time.monotonic()
+            with outage(kind, proxy, backend_server[1]):
+                not_ready_after = await seconds_until(lambda: ready(503), within=NOT_READY_WITHIN)
+                await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - began)))
+            ended = time.monotonic()
+            recovered_after = await seconds_until(serving, within=RECOVERED_WITHIN)
+            await asyncio.sleep(0.5)  # and some load after recovery
+        finally:
+            await load.stop()
+        ledger = load.ledger
+
+        slowest = max(o.elapsed for o in ledger.outcomes)
+        assert slowest <= REQUEST_TIMEOUT + SLACK, [
+            o for o in ledger.outcomes if o.elapsed > REQUEST_TIMEOUT + SLACK
+        ]
+        failures = ledger.failures()
+        assert failures, "the outage failed no request"
+        for failure in failures:
+            assert (failure.status, failure.code) == (503, "backend-unavailable"), failure
+            assert failure.retry_after is not None and int(failure.retry_after) >= 1, failure
+        during = ledger.between(began, ended)
+        assert any(o.status == 503 for o in during)
+        after = ledger.between(ended + recovered_after, float("inf"))
+        assert any(o.acknowledged for o in after), "no write acknowledged after recovery"
+
+        lost, applied = await check_stored(session, base, ledger)
+        assert lost == [], f"acknowledged but not stored: {lost[:10]}"
+        assert applied == [], f"answered 'not applied' but stored: {applied[:10]}"
+        failed_fast = [o.elapsed for o in failures]
+        print(
+            f"\nfigures: outage {kind}: requests {len(ledger.outcomes)},"
+            f" acknowledged writes {len(ledger.acknowledged_keys())}, 503s {len(failures)},"
+            f" slowest answer {slowest:.2f} s, slowest 503 {max(failed_fast):.2f} s,"
+            f" /readyz 503 after {not_ready_after:.1f} s,"
+            f" serving again {recovered_after:.1f} s after the backend came back"
+        )
