@@ -26,6 +26,10 @@ REQUEST_TIMEOUT = 2.0
 SLACK = 0.75
 """What an answer may take past the deadline, as the client sees it: the
 service's own slack (0.25 s) plus a client in the same busy 2-core machine."""
+RECOVERED_WITHIN = 10.0
+"""The service serves again this soon after the backend is back: the breaker
+waits out its interval (1 s doubling while probes fail: 4 s after a 3 s
+outage) before its probe, and the probe itself."""
 
 
 def require_flags(*flags: str) -> None:

@@ -94,6 +94,9 @@ class Ledger:
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status >= 300 or o.status == NO_ANSWER]
 
+    def slower_than(self, seconds: float) -> list[Outcome]:
+        return [o for o in self.outcomes if o.elapsed > seconds]
+
     def between(self, start: float, end: float) -> list[Outcome]:
         """The requests sent in [start, end)."""
         return [o for o in self.outcomes if start <= o.started < end]
@@ -282,3 +285,21 @@ def p99(seconds: list[float]) -> float:
     """The 99th percentile (nearest rank) of ``seconds``."""
     ordered = sorted(seconds)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def serving(session: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the service is ready and stores a write again."""
+    written = await status_of(
+        session, item_url(base, "probe"), method="PUT", json=value_of("probe"), headers=MINIMAL
+    )
+    return written == 204 and await status_of(session, base + "/readyz") == 200
+
+
+def check_failures(
+    ledger: Ledger, codes: frozenset[str] = frozenset({"backend-unavailable"})
+) -> None:
+    """Every failure in ``ledger`` is a 503 of one of ``codes``, with a
+    Retry-After of 1 s or more."""
+    for failure in ledger.failures():
+        assert failure.status == 503 and failure.code in set(codes), failure
+        assert failure.retry_after is not None and int(failure.retry_after) >= 1, failure

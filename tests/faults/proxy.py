@@ -12,6 +12,10 @@ time and applies to new and open connections:
 * ``reset_after(n_bytes)``: a connection is reset (RST: ``SO_LINGER`` 0, then
   close) once ``n_bytes`` went upstream -> client on it since the switch,
   after those bytes, i.e. in the middle of an answer.
+* ``reset_every(n_bytes)``: the same, counting the bytes of all connections
+  together: after each ``n_bytes`` the connection carrying the next one is
+  reset. Faults spread evenly whether the backend keeps connections open or
+  closes them after each answer.
 * ``blackhole()``: connections are accepted and read, and never answered;
   one blackholed stays so for its life, as a connection whose peer vanished.
 
@@ -40,6 +44,7 @@ class Mode(enum.Enum):
     LATENCY = "latency"
     DROP = "drop"
     RESET_AFTER = "reset_after"
+    RESET_EVERY = "reset_every"
     BLACKHOLE = "blackhole"
 
 
@@ -108,13 +113,20 @@ class _Connection:
                 if self.generation != setting.generation:
                     self.generation, self.sent_since_switch = setting.generation, 0
                 room = int(setting.argument) - self.sent_since_switch
-                if len(data) > room:
-                    await self._send(data[: max(room, 0)])
-                    await asyncio.sleep(RESET_PAUSE)
-                    self.proxy.stats.resets += 1
-                    self.reset()
-                    return
                 self.sent_since_switch += len(data)
+            elif setting.mode is Mode.RESET_EVERY:
+                room = self.proxy.until_reset
+                self.proxy.until_reset -= len(data)
+                if self.proxy.until_reset < 0:
+                    self.proxy.until_reset = int(setting.argument)
+            else:
+                room = len(data)
+            if len(data) > room:
+                await self._send(data[: max(room, 0)])
+                await asyncio.sleep(RESET_PAUSE)
+                self.proxy.stats.resets += 1
+                self.reset()
+                return
             await self._send(data)
         if not self.blackholed:
             self.client.write_eof()
@@ -141,6 +153,7 @@ class FaultProxy:
         self.setting = Setting(Mode.PASS)
         self.stats = ProxyStats()
         self.port = 0
+        self.until_reset = 0  # bytes to pass before the next reset (reset_every)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -176,6 +189,9 @@ class FaultProxy:
     def reset_after(self, n_bytes: int) -> None:
         self._switch(Mode.RESET_AFTER, n_bytes)
 
+    def reset_every(self, n_bytes: int) -> None:
+        self._switch(Mode.RESET_EVERY, n_bytes)
+
     def blackhole(self) -> None:
         self._switch(Mode.BLACKHOLE)
 
@@ -184,6 +200,7 @@ class FaultProxy:
     def _switch(self, mode: Mode, argument: float = 0.0) -> None:
         async def switch() -> None:
             self.setting = Setting(mode, argument, self.setting.generation + 1)
+            self.until_reset = int(argument)
             if mode is Mode.DROP:
                 await self._unlisten()
                 for connection in list(self._connections):

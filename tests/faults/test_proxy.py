@@ -115,6 +115,17 @@ async def test_reset_after_cuts_an_answer_with_rst(proxy: FaultProxy) -> None:
     writer.close()
 
 
+async def test_reset_every_counts_the_bytes_of_all_connections(proxy: FaultProxy) -> None:
+    proxy.reset_every(10)
+    assert await echo(proxy, b"four\n") == b"four\n"  # 5 bytes, 5 left
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await echo(proxy, b"seven!\n")  # on another connection: cut after 5
+    assert proxy.stats.resets == 1
+    assert await echo(proxy, b"ten chars\n") == b"ten chars\n"  # a new count of 10
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await echo(proxy, b"x\n")
+
+
 async def test_blackhole_accepts_reads_and_never_answers(
     proxy: FaultProxy, upstream: Upstream
 ) -> None:
