@@ -228,9 +228,10 @@ class FaultProxy:
         await self._unlisten()
         for connection in list(self._connections):
             connection.reset()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Reset connections end their tasks; cancelling them instead would make
+        # asyncio's streams log the CancelledError.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
