@@ -97,9 +97,8 @@ class Ledger:
     def slower_than(self, seconds: float) -> list[Outcome]:
         return [o for o in self.outcomes if o.elapsed > seconds]
 
-    def between(self, start: float, end: float) -> list[Outcome]:
-        """The requests sent in [start, end)."""
-        return [o for o in self.outcomes if start <= o.started < end]
+    def sent_after(self, start: float) -> list[Outcome]:
+        return [o for o in self.outcomes if o.started >= start]
 
 
 async def send(

@@ -115,7 +115,7 @@ async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
         warm_up = Ledger()
         await closed_loop(BatchSender(session, base, warm_up), 1, 0.3)
         unloaded = Ledger()
-        await closed_loop(BatchSender(session, base, unloaded), 1, 1.0)
+        await closed_loop(BatchSender(session, base, unloaded), 1, 1.5)
         unloaded_p99 = p99([o.elapsed for o in unloaded.outcomes])
         busy = Ledger()
         seconds = 1.5
