@@ -16,7 +16,7 @@ import pytest
 
 from bench.payload import key_name, make_value, preload_batches
 from bench.procs import Children, free_port
-from bench.run import ROOT, Settings, child_env, dict_server_command
+from bench.targets import ROOT, Settings, child_env, dict_server_command
 from bench.wrk_driver import WrkError, find_wrk, parse_wrk_output, run_wrk, wrk_command
 
 WRK = find_wrk()
