@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
+import struct
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -38,6 +40,9 @@ the connection accepted only to be refused."""
 
 WRITE_HIGH_WATER: Final = 64 * 1024
 """Output buffered in user space before a handler waits for the client to read."""
+
+
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 def default_max_connections() -> int:
@@ -213,10 +218,23 @@ class ConnectionGuard(asyncio.Protocol):
 
     # -- the bounds ------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the connection now (pending output is dropped)."""
-        if self._transport is not None:
-            self._transport.abort()
+    def close(self, *, reset: bool = False) -> None:
+        """Close the connection now; pending output is dropped. With ``reset``
+        the kernel drops what it still holds too and the client sees a reset:
+        a plain close would keep that output queued ahead of the FIN, for a
+        client that reads none of it, for minutes."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._limits._set_idle(self, False)
+        if reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        transport.abort()
+
+    def _reset(self) -> None:
+        self.close(reset=True)
 
     def _update_idle(self) -> None:
         idle = (
@@ -229,7 +247,7 @@ class ConnectionGuard(asyncio.Protocol):
 
     def _arm_read_deadline(self) -> None:
         self._limits._set_idle(self, False)
-        self._read_deadline = self._loop.call_later(self._limits.read_timeout, self.close)
+        self._read_deadline = self._loop.call_later(self._limits.read_timeout, self._reset)
 
     def _cancel_read_deadline(self) -> None:
         if self._read_deadline is not None:
@@ -251,7 +269,7 @@ class ConnectionGuard(asyncio.Protocol):
         if transport.get_write_buffer_size() < self._unsent_at_check:
             self._schedule_write_check()  # slow, but reading
         else:
-            self.close()
+            self._reset()
 
     def _cancel_write_check(self) -> None:
         if self._write_check is not None:
