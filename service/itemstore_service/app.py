@@ -11,6 +11,7 @@ from .appkeys import CONFIG, STORE
 from .auth import auth_middleware
 from .backends import backend_module
 from .config import Config
+from .connections import CONNECTIONS, ConnectionLimits, connection_middleware
 from .health import add_health_routes
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
@@ -25,12 +26,18 @@ def create_app(config: Config) -> web.Application:
     # Observability is outermost so it sees the final status of every answer.
     middlewares: list[Middleware] = [
         observability_middleware(access_log=config.access_log),
+        connection_middleware,
         problem_middleware,
     ]
     if config.token:
         middlewares.append(auth_middleware(config.token))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_request_bytes)
     app[CONFIG] = config
+    app[CONNECTIONS] = ConnectionLimits(
+        max_connections=config.max_connections,
+        read_timeout=config.read_timeout,
+        write_timeout=config.write_timeout,
+    )
     backend = backend_module(config.backend)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:

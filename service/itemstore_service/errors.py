@@ -69,3 +69,7 @@ class BackendUnavailable(ItemstoreError):
 
 class ShuttingDown(BackendUnavailable):
     """This instance is stopping and takes no more work."""
+
+
+class Overloaded(ItemstoreError):
+    """This worker holds as many connections as it takes; retry shortly."""

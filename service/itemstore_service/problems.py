@@ -25,6 +25,7 @@ from .errors import (
     InvalidKey,
     ItemNotFound,
     ItemstoreError,
+    Overloaded,
     PreconditionFailed,
     ShuttingDown,
     ValueTooLarge,
@@ -88,6 +89,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
         503, "backend-unavailable", "Storage backend unavailable", retry_after=1
     ),
     ShuttingDown: Problem(503, "shutting-down", "Service is shutting down", retry_after=1),
+    Overloaded: Problem(503, "overloaded", "Too many connections", retry_after=1),
 }
 
 
