@@ -23,7 +23,7 @@ from aiohttp.web import Application, Request
 from itemstore_service import errors
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends.base import Backend, ItemKey, Listed, Record
+from itemstore_service.backends.base import Backend, ItemKey, Listed, Puts, Record, Records
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
@@ -112,12 +112,8 @@ class Outage:
         raise self._fail()
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         raise self._fail()
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
