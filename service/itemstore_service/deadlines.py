@@ -55,6 +55,11 @@ def current() -> Deadline | None:
     return _CURRENT.get()
 
 
+def set_current(deadline: Deadline | None) -> contextvars.Token[Deadline | None]:
+    """Make ``deadline`` the current one, in this task's context."""
+    return _CURRENT.set(deadline)
+
+
 def time_left() -> float | None:
     """Seconds until the current deadline (negative once past), or None."""
     deadline = _CURRENT.get()
@@ -102,7 +107,7 @@ def deadline_middleware(timeout: float) -> Middleware:
             return await handler(request)
         loop = asyncio.get_running_loop()
         deadline = Deadline(loop.time() + timeout)
-        token = _CURRENT.set(deadline)
+        token = set_current(deadline)
         try:
             async with asyncio.timeout_at(deadline.at) as scope:
                 return await handler(request)
