@@ -54,7 +54,7 @@ class Config:
     # Fail fast (see deadlines, breaker, admission).
     request_timeout: float = 5.0
     """Seconds within which every data request is answered (503 past them)."""
-    max_inflight: int = 256
+    max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
     breaker_failures: int = 5
     """Backend calls failed in a row that open the circuit breaker."""

@@ -193,7 +193,7 @@ MAY_HAVE_BEEN_APPLIED = problem_body(
 NOT_APPLIED = problem_body(
     "backend-unavailable", "no answer from storage; the write was not applied"
 )
-OVERLOADED = problem_body("overloaded", "this worker is handling 256 requests, its limit")
+OVERLOADED = problem_body("overloaded", "this worker is handling 128 requests, its limit")
 
 
 def test_retry_policy_by_replay_class() -> None:
