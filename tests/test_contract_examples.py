@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 
 from itemstore_service import errors
+from itemstore_service.admission import ADMISSION
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends.base import Backend, ItemKey, Listed, Puts, Record, Records
@@ -195,6 +196,9 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     info = (await plain.call("GET", ROOT, "/", 200)).json()
     assert (info["backend"], info["limits"]) == ("sqlite", dataclasses.asdict(LIMITS))
     await secured.call("GET", ROOT, "/", 200, token=False)
+    # A real setting, not a fake: with room for no request in flight, every one is refused.
+    plain.app[ADMISSION].max_inflight = 0
+    assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
 
 
 @driver("getLiveness")

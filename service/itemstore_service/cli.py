@@ -141,6 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.shutdown_timeout,
     )
+    # Fail fast: deadlines, admission control, circuit breaker.
+    option(
+        "request-timeout",
+        "seconds within which every data request is answered (503 past them)",
+        type=float,
+        default=defaults.request_timeout,
+    )
+    option(
+        "max-inflight",
+        "requests one worker handles at once; past it, 503 overloaded",
+        type=int,
+        default=defaults.max_inflight,
+    )
+    option(
+        "breaker-failures",
+        "backend calls failed in a row that open the circuit breaker",
+        type=int,
+        default=defaults.breaker_failures,
+    )
     return parser
 
 

@@ -59,6 +59,13 @@ class Config:
     """Open client connections per worker; by default the file descriptor
     limit minus a reserve."""
     limits: Limits = field(default_factory=Limits)
+    # Fail fast (see deadlines, breaker, admission).
+    request_timeout: float = 5.0
+    """Seconds within which every data request is answered (503 past them)."""
+    max_inflight: int = 128
+    """Requests one worker handles at once; past it, 503 ``overloaded``."""
+    breaker_failures: int = 5
+    """Backend calls failed in a row that open the circuit breaker."""
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -88,6 +95,12 @@ class Config:
             return f"--workers must be at least 1, not {self.workers}"
         if self.dynamodb_shards < 1:
             return f"--dynamodb-shards must be at least 1, not {self.dynamodb_shards}"
+        if not self.request_timeout > 0:
+            return f"--request-timeout must be more than 0 seconds, not {self.request_timeout}"
+        if self.max_inflight < 1:
+            return f"--max-inflight must be at least 1, not {self.max_inflight}"
+        if self.breaker_failures < 1:
+            return f"--breaker-failures must be at least 1, not {self.breaker_failures}"
         if not 0 < self.limits.max_value_bytes <= MAX_VALUE_BYTES:
             return (
                 f"--max-value-bytes must be 1..{MAX_VALUE_BYTES}"
