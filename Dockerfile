@@ -8,6 +8,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# The package index pip uses, for a machine that must use its own mirror:
+# docker build --build-arg PIP_INDEX_URL=... (unset: pip's default index).
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -17,22 +17,20 @@ import argparse
 import asyncio
 import base64
 import resource
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
 import aiohttp
 
-from bench.procs import HOST, free_port, http_get
+from bench import dynamodb_local
 from itemstore_service.backends.dynamodb_setup import TABLE_DEFINITION, client_config
 from itemstore_service.backends.dynamodb_sigv4 import Credentials
 from itemstore_service.backends.dynamodb_wire import DynamoDBWire
-from tests.dynalite_server import running_dynalite
 
 VALUE = bytes(range(256)) * 4  # 1 KiB, binary
 KEYS = [{"pk": {"S": "c#0"}, "sk": {"S": f"k{i:03}"}} for i in range(50)]
@@ -150,24 +148,6 @@ async def measure(call: Call, calls: int, concurrency: int) -> tuple[float, floa
     return cpu / calls * 1e6, calls / wall
 
 
-@contextmanager
-def running_moto() -> Iterator[tuple[str, int]]:
-    port = free_port()
-    command = [sys.executable, "-m", "bench.moto_keepalive", "--host", HOST, "--port", str(port)]
-    process = subprocess.Popen(command)
-    try:
-        for _ in range(100):
-            try:
-                http_get(port, "/moto-api/")
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://{HOST}:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 async def run(endpoint: str, calls: int, concurrency: int) -> list[tuple[str, str, float, float]]:
     table = f"bench-{uuid.uuid4().hex[:8]}"
     rows: list[tuple[str, str, float, float]] = []
@@ -207,7 +187,7 @@ async def run(endpoint: str, calls: int, concurrency: int) -> list[tuple[str, st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--impl", choices=["dynalite", "moto"], default="dynalite")
+    parser.add_argument("--impl", choices=dynamodb_local.IMPLEMENTATIONS, default="dynalite")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args(argv)
@@ -217,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    server = running_dynalite() if args.impl == "dynalite" else running_moto()
-    with server as (endpoint, _pid):
+    with dynamodb_local.running(args.impl) as (endpoint, _pid):
         asyncio.run(run(endpoint, args.calls, args.concurrency))
     return 0
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import boto3
 
+from bench.dynamodb_local import moto_command
 from bench.procs import HOST, free_port
-from bench.run import child_env, moto_command
+from bench.targets import child_env
 from itemstore_service.backends.dynamodb_setup import TABLE_DEFINITION
 
 TABLE = "ceiling"

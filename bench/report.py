@@ -11,8 +11,25 @@ from bench.wrk_driver import WrkResult
 TARGET_LABELS = {
     "itemstore": "itemstore",
     "nocoalesce": "itemstore --no-coalesce",
+    "compare": "itemstore (compare-src)",
     "dict": "dict server (ceiling)",
 }
+# Ratios: (JSON key, column header, numerator target, denominator target, quantity);
+# "cpu" compares the server's CPU µs per request.
+RATIOS = (
+    ("itemstore_over_ceiling", "itemstore / ceiling req/s", "itemstore", "dict", "rps"),
+    (
+        "coalesced_over_uncoalesced",
+        "coalesced / uncoalesced req/s",
+        "itemstore",
+        "nocoalesce",
+        "rps",
+    ),
+    ("itemstore_over_compare", "itemstore / compare req/s", "itemstore", "compare", "rps"),
+    ("itemstore_cpu_over_dict", "itemstore / dict CPU µs", "itemstore", "dict", "cpu"),
+    ("compare_cpu_over_dict", "compare / dict CPU µs", "compare", "dict", "cpu"),
+    ("itemstore_cpu_over_compare", "itemstore / compare CPU µs", "itemstore", "compare", "cpu"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +40,8 @@ class Measurement:
     workload: str
     result: WrkResult
     worker_rss_mib: dict[int, float]
+    # CPU µs per request of each process tree: "server" (the target), "backend" (DynamoDB).
+    cpu_us: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -45,7 +64,14 @@ class Measurement:
                 str(pid): round(rss, 1) for pid, rss in self.worker_rss_mib.items()
             },
             "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "cpu_us_per_request": {
+                role: None if us is None else round(us, 1) for role, us in self.cpu_us.items()
+            },
         }
+
+    def quantity(self, name: str) -> float | None:
+        """``rps`` or ``cpu`` (the server's CPU µs per request)."""
+        return self.result.rps if name == "rps" else self.cpu_us.get("server")
 
 
 @dataclass
@@ -61,27 +87,25 @@ class Report:
                 return m
         return None
 
-    def ratios(self) -> list[tuple[str, float | None, float | None]]:
-        """(workload, itemstore/ceiling, coalesced/uncoalesced) in requests per second."""
-        rows = []
+    def label(self, target: str) -> str:
+        labels: dict[str, str] = self.settings.get("labels", {})
+        return labels.get(target, TARGET_LABELS.get(target, target))
+
+    def ratios(self) -> dict[str, dict[str, float | None]]:
+        """workload -> ratio key -> value (None when a side was not measured)."""
+        table: dict[str, dict[str, float | None]] = {}
         for workload in self.settings["workloads"]:
-            rows.append(
-                (
-                    workload,
-                    _ratio(self.find("itemstore", workload), self.find("dict", workload)),
-                    _ratio(self.find("itemstore", workload), self.find("nocoalesce", workload)),
-                )
-            )
-        return rows
+            table[workload] = {
+                key: _ratio(self.find(a, workload), self.find(b, workload), quantity)
+                for key, _, a, b, quantity in RATIOS
+            }
+        return table
 
     def as_json(self) -> dict[str, Any]:
         return {
             "settings": self.settings,
             "measurements": [m.as_json() for m in self.measurements],
-            "ratios": [
-                {"workload": w, "itemstore_over_ceiling": a, "coalesced_over_uncoalesced": b}
-                for w, a, b in self.ratios()
-            ],
+            "ratios": [{"workload": w, **values} for w, values in self.ratios().items()],
         }
 
     def markdown(self) -> str:
@@ -92,6 +116,16 @@ class Report:
             f"after {s['warmup']} s warm-up, {s['keys']:,} keys of {s['value_bytes']} B, "
             f"{s['cpus']} CPUs, 127.0.0.1; load average before {_load(s, 'before')}, "
             f"after {_load(s, 'after')}",
+        ]
+        if s["backend"] == "dynamodb":
+            lines[0] += f"; DynamoDB: {s.get('dynamodb_impl', 'moto')}"
+        if s.get("prefer_minimal"):
+            lines[0] += "; PUTs send `Prefer: return=minimal`"
+        lines += [f"- {self.label(t)}: {src}" for t, src in s.get("sources", {}).items()]
+        lines += [
+            "- CPU µs/req: utime + stime of every process of the target (server: the "
+            "itemstore or dict server and its workers; backend: the DynamoDB process) "
+            "over the timed run, per completed request",
             "",
         ]
         header = [
@@ -101,26 +135,30 @@ class Report:
             "p50 ms",
             "p99 ms",
             "errors",
+            "CPU µs/req server",
+            "CPU µs/req backend",
             "peak RSS/worker MiB",
         ]
         rows = [
             [
-                TARGET_LABELS.get(m.target, m.target),
+                self.label(m.target),
                 m.workload,
                 f"{m.result.rps:,.0f}",
                 f"{m.result.p50_ms:.2f}",
                 f"{m.result.p99_ms:.2f}",
                 str(m.result.errors),
+                _fmt_us(m.cpu_us.get("server")),
+                _fmt_us(m.cpu_us.get("backend")),
                 f"{m.peak_rss_mib:.0f}",
             ]
             for m in self.measurements
         ]
         lines += _table(header, rows, first_numeric=2)
-        ratio_rows = [
-            [w, _fmt_ratio(a), _fmt_ratio(b)] for w, a, b in self.ratios() if (a, b) != (None, None)
-        ]
-        if ratio_rows:
-            ratio_header = ["workload", "itemstore / ceiling", "coalesced / uncoalesced"]
+        ratios = self.ratios()
+        shown = [(k, h) for k, h, *_ in RATIOS if any(r[k] is not None for r in ratios.values())]
+        if shown:
+            ratio_rows = [[w, *(_fmt_ratio(r[k]) for k, _ in shown)] for w, r in ratios.items()]
+            ratio_header = ["workload", *(h for _, h in shown)]
             lines += ["", *_table(ratio_header, ratio_rows, first_numeric=1)]
         return "\n".join(lines)
 
@@ -131,10 +169,17 @@ def _load(settings: dict[str, Any], when: str) -> str:
     return f"{load[0]:.1f}" if load else "?"
 
 
-def _ratio(a: Measurement | None, b: Measurement | None) -> float | None:
-    if a is None or b is None or b.result.rps == 0:
+def _ratio(a: Measurement | None, b: Measurement | None, quantity: str) -> float | None:
+    if a is None or b is None:
         return None
-    return round(a.result.rps / b.result.rps, 3)
+    top, bottom = a.quantity(quantity), b.quantity(quantity)
+    if top is None or not bottom:
+        return None
+    return round(top / bottom, 3)
+
+
+def _fmt_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _fmt_ratio(value: float | None) -> str:

@@ -1,242 +1,139 @@
-"""Benchmark itemstore with wrk, next to its ceiling and to itemstore without coalescing.
+"""Benchmark itemstore with wrk, next to its ceiling, to itemstore without coalescing
+and, when asked, to another source tree of itemstore.
 
-One command starts everything it measures on 127.0.0.1 (the service, a moto server
+One command starts everything it measures on 127.0.0.1 (the service, a local DynamoDB
 for the DynamoDB backend, the dict server ceiling), preloads the keys through the
-batch endpoint, runs each workload with wrk after a warm-up, prints a markdown
-table and stops every process it started (also on Ctrl-C).
+batch endpoint, runs each workload with wrk after a warm-up, reads the CPU time of
+every process it started around each timed run, prints a markdown table and stops
+every process it started (also on Ctrl-C).
 
     python -m bench.run --backend sqlite --workloads read,write,mixed --duration 10 --workers 2
+    python -m bench.run --backend dynamodb --dynamodb-impl dynalite --compare-src ../older
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import signal
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.payload import COLLECTION, key_name, make_value, preload_batches
-from bench.procs import HOST, Child, Children, free_port, worker_peak_rss
-from bench.report import TARGET_LABELS, Measurement, Report
+from bench import cpu, dynamodb_local
+from bench.payload import COLLECTION, key_name, make_value
+from bench.procs import HOST, Children, worker_peak_rss
+from bench.report import Measurement, Report
+from bench.targets import (
+    TARGETS,
+    Running,
+    Settings,
+    check_source,
+    describe_source,
+    started_target,
+)
 from bench.wrk_driver import INSTALL_HINT, WORKLOADS, find_wrk, run_wrk, wrk_command
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("dict", "itemstore", "nocoalesce")
 QUICK = {"duration": 1, "warmup": 1, "keys": 1000, "connections": 16}
+DEFAULT_TARGETS = ("dict", "itemstore", "nocoalesce")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    backend: str
-    workloads: tuple[str, ...]
-    targets: tuple[str, ...]
-    duration: int
-    warmup: int
-    connections: int
-    threads: int
-    workers: int
-    keys: int
-    value_bytes: int
+def run_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as the report keeps them."""
+    sources = {
+        target: describe_source(src)
+        for target in settings.targets
+        if target != "dict" and (src := settings.source_of(target)) is not None
+    }
+    labels = {}
+    if settings.compare_src is not None:
+        labels["compare"] = f"itemstore {describe_source(settings.compare_src).split()[0]}"
+    return {
+        "backend": settings.backend,
+        "dynamodb_impl": settings.dynamodb_impl,
+        "workloads": list(settings.workloads),
+        "targets": list(settings.targets),
+        "duration": settings.duration,
+        "warmup": settings.warmup,
+        "connections": settings.connections,
+        "threads": settings.threads,
+        "workers": settings.workers,
+        "keys": settings.keys,
+        "value_bytes": settings.value_bytes,
+        "prefer_minimal": settings.prefer_minimal,
+        "sources": sources,
+        "labels": labels,
+        "cpus": os.cpu_count(),
+        # Other work on the machine skews every figure: keep the load next to them.
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
-def child_env() -> dict[str, str]:
-    """Environment for children: this checkout importable, fake AWS credentials for moto."""
-    env = dict(os.environ)
-    paths = [str(ROOT / "service"), str(ROOT / "client"), str(ROOT)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    # The DynamoDB endpoint is always a local moto server: never hand it real credentials.
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SESSION_TOKEN="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    env.pop("AWS_PROFILE", None)
-    return env
+def measure_workload(
+    settings: Settings, wrk: str, target: str, running: Running, workload: str
+) -> Measurement:
+    """Warm up, then one timed wrk run with the CPU of every process read around it."""
 
+    def command(seconds: int) -> list[str]:
+        return wrk_command(
+            wrk,
+            workload,
+            f"http://{HOST}:{running.port}",
+            duration_s=seconds,
+            connections=settings.connections,
+            threads=settings.threads,
+            collection=COLLECTION,
+            keys=settings.keys,
+            value_bytes=settings.value_bytes,
+            prefer_minimal=settings.prefer_minimal,
+        )
 
-def moto_command(port: int) -> list[str]:
-    """moto with keep-alive (see bench/moto_keepalive.py), as DynamoDB keeps connections."""
-    return [sys.executable, "-m", "bench.moto_keepalive", "--host", HOST, "--port", str(port)]
-
-
-def itemstore_command(
-    settings: Settings, port: int, work_dir: Path, target: str, dynamodb_url: str | None
-) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "itemstore_service",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--backend",
-        settings.backend,
-        "--workers",
-        str(settings.workers),
-        "--log-level",
-        "warning",
-    ]
-    if settings.backend == "sqlite":
-        argv += ["--sqlite-path", str(work_dir / f"{target}.sqlite3")]
-    else:
-        assert dynamodb_url is not None
-        argv += [
-            "--dynamodb-endpoint",
-            dynamodb_url,
-            "--dynamodb-table",
-            f"bench-{target}",
-            "--dynamodb-create-table",
-        ]
-    if target == "nocoalesce":
-        argv.append("--no-coalesce")
-    return argv
-
-
-def dict_server_command(settings: Settings, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bench.dict_server",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(settings.workers),
-        "--preload",
-        str(settings.keys),
-        "--value-bytes",
-        str(settings.value_bytes),
-    ]
-
-
-def preload(port: int, keys: int, value_bytes: int, attempts: int = 5) -> None:
-    """Put ``keys`` items through the batch endpoint, 100 ops per call; raise on any failure."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    path = f"/collections/{COLLECTION}/batch"
-    headers = {"Content-Type": "application/json"}
-    try:
-        for body in preload_batches(keys, value_bytes):
-            for attempt in range(attempts):
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                answer = response.read()
-                # A backend still warming up may say 503: retry a few times.
-                if response.status == 503 and attempt + 1 < attempts:
-                    time.sleep(0.5 * (attempt + 1))
-                    continue
-                break
-            if response.status != 200:
-                raise RuntimeError(f"preload batch answered {response.status}: {answer[:500]!r}")
-            statuses = {r["status"] for r in orjson.loads(answer)["results"]}
-            if not statuses <= {200, 201}:
-                raise RuntimeError(f"preload batch had item statuses {sorted(statuses)}")
-    finally:
-        conn.close()
-
-
-@contextmanager
-def started_target(
-    children: Children, settings: Settings, target: str, work_dir: Path
-) -> Iterator[tuple[Child, int]]:
-    """Start one target (and its moto server), preload it; stop both afterwards."""
-    env = child_env()
-    extra: list[Child] = []
-    dynamodb_url = None
-    if target != "dict" and settings.backend == "dynamodb":
-        moto_port = free_port()
-        moto = children.start(f"moto-{target}", moto_command(moto_port), env)
-        extra.append(moto)
-        children.wait_http(moto, moto_port, "/moto-api/data.json")
-        dynamodb_url = f"http://{HOST}:{moto_port}"
-    port = free_port()
-    if target == "dict":
-        server = children.start(target, dict_server_command(settings, port), env)
-    else:
-        argv = itemstore_command(settings, port, work_dir, target, dynamodb_url)
-        server = children.start(target, argv, env)
-    try:
-        children.wait_http(server, port, "/")
-        preload(port, settings.keys, settings.value_bytes)
-        yield server, port
-    finally:
-        children.stop(server)
-        for child in extra:
-            children.stop(child)
+    if settings.warmup > 0:
+        run_wrk(command(settings.warmup), settings.warmup)
+    roles = {"server": running.server, "backend": running.backend}
+    pids = {role: child.pid for role, child in roles.items() if child is not None}
+    before = {role: cpu.snapshot([pid]) for role, pid in pids.items()}
+    result, _ = run_wrk(command(settings.duration), settings.duration)
+    after = {role: cpu.snapshot([pid]) for role, pid in pids.items()}
+    for child in (running.server, running.backend):
+        if child is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} died during {workload}:\n{child.log_tail()}")
+    cpu_us = {role: cpu.us_per_request(before[role], after[role], result.requests) for role in pids}
+    return Measurement(target, workload, result, worker_peak_rss(running.server.pid), cpu_us)
 
 
 def measure(settings: Settings, wrk: str, log: Any = sys.stderr) -> Report:
     """Run every target x workload; returns the report."""
-    report = Report(
-        settings={
-            "backend": settings.backend,
-            "workloads": list(settings.workloads),
-            "targets": list(settings.targets),
-            "duration": settings.duration,
-            "warmup": settings.warmup,
-            "connections": settings.connections,
-            "threads": settings.threads,
-            "workers": settings.workers,
-            "keys": settings.keys,
-            "value_bytes": settings.value_bytes,
-            "cpus": os.cpu_count(),
-            # Other work on the machine skews every figure: keep the load next to them.
-            "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        }
-    )
+    report = Report(settings=run_settings(settings))
     with (
         tempfile.TemporaryDirectory(prefix="itemstore-bench-") as tmp,
         Children(Path(tmp)) as children,
     ):
         for target in settings.targets:
-            label = TARGET_LABELS[target]
+            label = report.label(target)
             print(f"== {label}: starting and preloading {settings.keys:,} keys", file=log)
-            with started_target(children, settings, target, Path(tmp)) as (server, port):
+            with started_target(children, settings, target, Path(tmp)) as running:
                 for workload in settings.workloads:
-
-                    def command(seconds: int, workload: str = workload) -> list[str]:
-                        return wrk_command(
-                            wrk,
-                            workload,
-                            f"http://{HOST}:{port}",
-                            duration_s=seconds,
-                            connections=settings.connections,
-                            threads=settings.threads,
-                            collection=COLLECTION,
-                            keys=settings.keys,
-                            value_bytes=settings.value_bytes,
-                        )
-
-                    if settings.warmup > 0:
-                        run_wrk(command(settings.warmup), settings.warmup)
-                    result, _ = run_wrk(command(settings.duration), settings.duration)
-                    if server.proc.poll() is not None:
-                        raise RuntimeError(f"{label} died during {workload}:\n{server.log_tail()}")
-                    m = Measurement(target, workload, result, worker_peak_rss(server.pid))
+                    m = measure_workload(settings, wrk, target, running, workload)
                     report.measurements.append(m)
+                    result = m.result
                     print(
                         f"   {workload:<6} {result.rps:>10,.0f} req/s  p50 {result.p50_ms:.2f} ms"
                         f"  p99 {result.p99_ms:.2f} ms  errors {result.errors}"
+                        f"  CPU µs/req {_cpu_text(m.cpu_us)}"
                         f"  peak RSS/worker {m.peak_rss_mib:.0f} MiB",
                         file=log,
                     )
     report.settings["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _cpu_text(cpu_us: dict[str, float | None]) -> str:
+    return " ".join(f"{role} {'-' if us is None else f'{us:,.0f}'}" for role, us in cpu_us.items())
 
 
 def _csv(value: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
@@ -261,8 +158,34 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
     parser.add_argument(
         "--targets",
         type=lambda v: _csv(v, TARGETS, "--targets"),
-        default=TARGETS,
-        help="comma list of dict (ceiling), itemstore, nocoalesce (itemstore --no-coalesce)",
+        help="comma list of dict (ceiling), itemstore, nocoalesce (itemstore --no-coalesce), "
+        "compare (itemstore from --compare-src); default: dict,itemstore,nocoalesce, "
+        "and compare with --compare-src",
+    )
+    parser.add_argument(
+        "--dynamodb-impl",
+        choices=dynamodb_local.IMPLEMENTATIONS,
+        default="moto",
+        help="the local DynamoDB of --backend dynamodb (dynalite: npm ci in tests/dynalite)",
+    )
+    parser.add_argument(
+        "--itemstore-src",
+        type=Path,
+        metavar="DIR",
+        help="run the itemstore targets from this source tree (its service/, client/ and "
+        "wire/ first on their PYTHONPATH) instead of this checkout",
+    )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        metavar="DIR",
+        help="also run itemstore from this source tree, in the same conditions, as the "
+        "target 'compare', and give the ratios itemstore / compare",
+    )
+    parser.add_argument(
+        "--prefer-minimal",
+        action="store_true",
+        help="every PUT sends 'Prefer: return=minimal' (a server that ignores it answers as usual)",
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per workload")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per workload")
@@ -291,11 +214,23 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
         parser.error(f"--value-bytes: {exc}")
     if args.duration > 600 or args.warmup > 600 or args.warmup < 0:
         parser.error("--duration and --warmup must be between 0 and 600 seconds")
+    for flag, src in (("--itemstore-src", args.itemstore_src), ("--compare-src", args.compare_src)):
+        if src is not None and (problem := check_source(src)):
+            parser.error(f"{flag}: {problem}")
+    targets = args.targets or (
+        DEFAULT_TARGETS + (("compare",) if args.compare_src is not None else ())
+    )
+    if "compare" in targets and args.compare_src is None:
+        parser.error("the target compare needs --compare-src DIR")
+    if args.backend == "dynamodb" and (
+        problem := dynamodb_local.missing_reason(args.dynamodb_impl)
+    ):
+        parser.error(f"--dynamodb-impl {args.dynamodb_impl}: {problem}")
     return (
         Settings(
             backend=args.backend,
             workloads=args.workloads,
-            targets=args.targets,
+            targets=targets,
             duration=args.duration,
             warmup=args.warmup,
             connections=args.connections,
@@ -303,6 +238,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
             workers=args.workers,
             keys=args.keys,
             value_bytes=args.value_bytes,
+            dynamodb_impl=args.dynamodb_impl,
+            itemstore_src=args.itemstore_src and args.itemstore_src.resolve(),
+            compare_src=args.compare_src and args.compare_src.resolve(),
+            prefer_minimal=args.prefer_minimal,
         ),
         args.json_out,
         args.markdown_out,

@@ -88,8 +88,10 @@ def wrk_command(
     collection: str,
     keys: int,
     value_bytes: int,
+    prefer_minimal: bool = False,
 ) -> list[str]:
-    """The wrk command line for one workload run."""
+    """The wrk command line for one workload run; with ``prefer_minimal`` every PUT
+    sends ``Prefer: return=minimal``."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {', '.join(WORKLOADS)}, not {workload!r}")
     return [
@@ -105,6 +107,7 @@ def wrk_command(
         collection,
         str(keys),
         str(value_bytes),
+        *(["minimal"] if prefer_minimal else []),
     ]
 
 

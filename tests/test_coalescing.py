@@ -8,7 +8,7 @@ moto can be made to fail one chosen batch on demand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from aiohttp.web import Application, Request
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends import backend_module, open_backend
-from itemstore_service.backends.base import Backend, ItemKey, Record
+from itemstore_service.backends.base import Backend, ItemKey, Puts, Record, Records
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
 from itemstore_service.keys import encode_key
@@ -48,12 +48,8 @@ class CountingBackend:
         return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         self.calls["write_many"] = self.calls.get("write_many", 0) + 1
         self.asked_previous.append(set(previous))
         if self.fail_writes:

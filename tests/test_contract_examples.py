@@ -21,9 +21,10 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 
 from itemstore_service import errors
+from itemstore_service.admission import ADMISSION
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends.base import Backend, ItemKey, Listed, Record
+from itemstore_service.backends.base import Backend, ItemKey, Listed, Puts, Record, Records
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
@@ -112,12 +113,8 @@ class Outage:
         raise self._fail()
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         raise self._fail()
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
@@ -199,6 +196,9 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     info = (await plain.call("GET", ROOT, "/", 200)).json()
     assert (info["backend"], info["limits"]) == ("sqlite", dataclasses.asdict(LIMITS))
     await secured.call("GET", ROOT, "/", 200, token=False)
+    # A real setting, not a fake: with room for no request in flight, every one is refused.
+    plain.app[ADMISSION].max_inflight = 0
+    assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
 
 
 @driver("getLiveness")

@@ -15,6 +15,7 @@ from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends.dynamodb import DynamoDBBackend
 from itemstore_service.backends.dynamodb_wire import DynamoDBWire
+from itemstore_service.breaker import GuardedBackend
 from itemstore_service.config import Config
 from itemstore_service.observability.instrumented import InstrumentedBackend
 
@@ -134,7 +135,9 @@ async def test_blind_writes_read_nothing_on_dynamodb(
 ) -> None:
     app = create_app(any_dynamodb_config)
     client = await aiohttp_client(app)
-    instrumented = app[STORE].backend
+    guarded = app[STORE].backend
+    assert isinstance(guarded, GuardedBackend)
+    instrumented = guarded.inner
     assert isinstance(instrumented, InstrumentedBackend)
     backend = instrumented.inner
     assert isinstance(backend, DynamoDBBackend)

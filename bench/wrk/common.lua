@@ -1,6 +1,7 @@
 -- Shared by read.lua, write.lua and mixed.lua.
 -- Script arguments (after "--" on the wrk command line):
---   collection  number-of-keys  value-bytes
+--   collection  number-of-keys  value-bytes  [minimal]
+-- With "minimal", every PUT sends "Prefer: return=minimal" (RFC 7240).
 -- Keys are k00000 .. k<N-1>; a PUT body is {"id":"<key>","payload":"xxx..."} of exactly
 -- value-bytes bytes (the same shape as bench/payload.py), so every PUT replaces a key.
 -- done() prints one line "WRK_RESULT {json}" for the harness to parse.
@@ -24,6 +25,9 @@ function common.init(args, percent)
    nkeys = tonumber(args[2] or nkeys)
    value_bytes = tonumber(args[3] or value_bytes)
    read_percent = percent
+   if args[4] == "minimal" then
+      put_headers["Prefer"] = "return=minimal"
+   end
    local envelope = string.len('{"id":"k00000","payload":""}')
    padding = string.rep("x", math.max(value_bytes - envelope, 0))
    math.randomseed(os.time() * 1000 + (thread_id or 0))

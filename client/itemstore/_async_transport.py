@@ -8,6 +8,7 @@ to send again, and hand the final answer to the call's decoder.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TypeVar
 
 import aiohttp
@@ -53,6 +54,7 @@ class AsyncTransport:
     async def send(self, request: Request) -> Response:
         session = self._client()
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 async with session.request(
@@ -67,12 +69,19 @@ class AsyncTransport:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 never_sent = isinstance(exc, aiohttp.ClientConnectorError)
                 kind: FailureKind = "connect" if never_sent else "io"
-                delay = self.retry.after_failure(request.replay, kind, attempt)
+                delay = self.retry.after_failure(
+                    request.replay, kind, attempt, elapsed=time.monotonic() - started
+                )
                 if delay is None:
                     raise connection_error(request, exc) from exc
             else:
                 delay = self.retry.after_status(
-                    request.replay, response.status, response.headers.get("Retry-After"), attempt
+                    request.replay,
+                    response.status,
+                    response.headers.get("Retry-After"),
+                    attempt,
+                    body=response.body,
+                    elapsed=time.monotonic() - started,
                 )
                 if delay is None:
                     return response

@@ -193,12 +193,12 @@ def batch(
     core: Core, collection: str, ops: list[BatchOp], *, minimal: bool = False
 ) -> Flow[list[OpResult]]:
     """Send ``ops`` in order, one call per ``max_batch_ops`` (and
-    ``max_request_bytes``); the results of every op, in order. An error of a
+    ``max_batch_bytes``); the results of every op, in order. An error of a
     later call says how many ops earlier calls applied. ``minimal``: blind
     puts (see ``Core.batch``)."""
     results: list[OpResult] = []
     known = yield from limits(core)
-    for chunk in split_ops(ops, known.max_batch_ops, known.max_request_bytes):
+    for chunk in split_ops(ops, known.max_batch_ops, known.max_batch_bytes):
         try:
             chunk_results: list[OpResult] = yield core.batch(collection, chunk, minimal=minimal)
         except ItemstoreError as error:

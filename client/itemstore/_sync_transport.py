@@ -31,6 +31,7 @@ class SyncTransport:
 
     def send(self, request: Request) -> Response:
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 raw = self._pool.request(
@@ -44,13 +45,20 @@ class SyncTransport:
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 never_sent = isinstance(exc, NewConnectionError | ConnectTimeoutError)
                 kind: FailureKind = "connect" if never_sent else "io"
-                delay = self.retry.after_failure(request.replay, kind, attempt)
+                delay = self.retry.after_failure(
+                    request.replay, kind, attempt, elapsed=time.monotonic() - started
+                )
                 if delay is None:
                     raise connection_error(request, exc) from exc
             else:
                 response = Response(raw.status, raw.headers, raw.data)
                 delay = self.retry.after_status(
-                    request.replay, raw.status, raw.headers.get("Retry-After"), attempt
+                    request.replay,
+                    raw.status,
+                    raw.headers.get("Retry-After"),
+                    attempt,
+                    body=response.body,
+                    elapsed=time.monotonic() - started,
                 )
                 if delay is None:
                     return response

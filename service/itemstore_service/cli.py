@@ -105,6 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.limits.max_value_bytes,
     )
     option(
+        "max-batch-bytes",
+        "largest batch body accepted, in bytes",
+        type=int,
+        default=defaults.limits.max_batch_bytes,
+    )
+    option(
+        "read-timeout",
+        "seconds a request head, then its body, may take to arrive",
+        type=float,
+        default=defaults.read_timeout,
+    )
+    option(
+        "write-timeout",
+        "seconds an answer may make no progress to a client that does not read it",
+        type=float,
+        default=defaults.write_timeout,
+    )
+    option(
+        "max-connections",
+        "open client connections per worker (default: the file descriptor limit minus 64)",
+        type=int,
+        default=defaults.max_connections,
+    )
+    option(
         "log-level",
         "log level",
         default=defaults.log_level,
@@ -117,6 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.shutdown_timeout,
     )
+    # Fail fast: deadlines, admission control, circuit breaker.
+    option(
+        "request-timeout",
+        "seconds within which every data request is answered (503 past them)",
+        type=float,
+        default=defaults.request_timeout,
+    )
+    option(
+        "max-inflight",
+        "requests one worker handles at once; past it, 503 overloaded",
+        type=int,
+        default=defaults.max_inflight,
+    )
+    option(
+        "breaker-failures",
+        "backend calls failed in a row that open the circuit breaker",
+        type=int,
+        default=defaults.breaker_failures,
+    )
     return parser
 
 
@@ -127,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if getattr(args, "token", None) is None:
         args.token = _env("token")  # kept out of --help, which shows defaults
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
-    limits = Limits(max_value_bytes=args.max_value_bytes)
+    limits = Limits(max_value_bytes=args.max_value_bytes, max_batch_bytes=args.max_batch_bytes)
     return Config(**values, coalesce=not args.no_coalesce, limits=limits)
 
 
@@ -150,6 +193,7 @@ def run_worker(config: Config) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .listener import run_guarded
     from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
@@ -162,14 +206,12 @@ def run_worker(config: Config) -> None:
 
     app.on_startup.insert(0, release_stop_signals)
     try:
-        web.run_app(
+        run_guarded(
             app,
             host=config.host,
             port=config.port,
-            reuse_port=config.workers > 1 or None,
-            access_log=None,  # the observability middleware writes the access log
+            reuse_port=config.workers > 1,
             shutdown_timeout=config.shutdown_timeout,
-            print=None,
             loop=uvloop.new_event_loop(),
         )
     except (OSError, ItemstoreError) as exc:  # a port in use, a path it cannot write ...

@@ -18,6 +18,7 @@ from typing import Final
 from itemstore_wire.contract import Limits
 
 from .backends.registry import BACKENDS
+from .connections import default_max_connections
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 MAX_VALUE_BYTES: Final = 400_000  # a DynamoDB item holds at most 400 KB
@@ -50,7 +51,21 @@ class Config:
     log_level: str = "info"
     access_log: bool = False
     shutdown_timeout: float = 20.0
+    read_timeout: float = 30.0
+    """Seconds a request head, and then its body, may take to arrive."""
+    write_timeout: float = 5.0
+    """Seconds an answer may wait for a client that reads none of it."""
+    max_connections: int = field(default_factory=default_max_connections)
+    """Open client connections per worker; by default the file descriptor
+    limit minus a reserve."""
     limits: Limits = field(default_factory=Limits)
+    # Fail fast (see deadlines, breaker, admission).
+    request_timeout: float = 5.0
+    """Seconds within which every data request is answered (503 past them)."""
+    max_inflight: int = 128
+    """Requests one worker handles at once; past it, 503 ``overloaded``."""
+    breaker_failures: int = 5
+    """Backend calls failed in a row that open the circuit breaker."""
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -66,15 +81,32 @@ class Config:
             return f"--log-level must be {_one_of(LOG_LEVELS)}, not {self.log_level!r}"
         if self.shutdown_timeout < 0:
             return f"--shutdown-timeout must be 0 or more, not {self.shutdown_timeout}"
+        for flag, seconds in (
+            ("--read-timeout", self.read_timeout),
+            ("--write-timeout", self.write_timeout),
+        ):
+            if not seconds > 0:
+                return f"{flag} must be more than 0 seconds, not {seconds}"
+        if self.max_connections < 1:
+            return f"--max-connections must be at least 1, not {self.max_connections}"
         if not 0 < self.port < 65536:
             return f"--port must be 1..65535, not {self.port}"
         if self.workers < 1:
             return f"--workers must be at least 1, not {self.workers}"
         if self.dynamodb_shards < 1:
             return f"--dynamodb-shards must be at least 1, not {self.dynamodb_shards}"
+        if not self.request_timeout > 0:
+            return f"--request-timeout must be more than 0 seconds, not {self.request_timeout}"
+        if self.max_inflight < 1:
+            return f"--max-inflight must be at least 1, not {self.max_inflight}"
+        if self.breaker_failures < 1:
+            return f"--breaker-failures must be at least 1, not {self.breaker_failures}"
         if not 0 < self.limits.max_value_bytes <= MAX_VALUE_BYTES:
             return (
                 f"--max-value-bytes must be 1..{MAX_VALUE_BYTES}"
                 " (a DynamoDB item holds at most 400 KB)"
             )
+        limits = self.limits
+        if not 0 < limits.max_batch_bytes <= limits.max_request_bytes:
+            return f"--max-batch-bytes must be 1..{limits.max_request_bytes} (the request limit)"
         return None

@@ -14,11 +14,14 @@ if TYPE_CHECKING:  # no import at run time: backends import this module
 
 class ItemstoreError(Exception):
     """Base of every error the service answers with a problem body.
-    ``detail`` says what to fix; ``extra`` holds members added to the body."""
+    ``detail`` says what to fix; ``extra`` holds members added to the body;
+    ``retry_after``, when set, overrides the seconds of the ``Retry-After``
+    header its problem row gives."""
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.retry_after = retry_after
         self.extra = extra
 
 
@@ -69,3 +72,9 @@ class BackendUnavailable(ItemstoreError):
 
 class ShuttingDown(BackendUnavailable):
     """This instance is stopping and takes no more work."""
+
+
+class Overloaded(ItemstoreError):
+    """This worker has as much work as it takes (requests in flight, operations
+    queued for a batch, or connections): the request was refused unread and not
+    applied."""

@@ -2,7 +2,8 @@
 
 * ``/healthz`` (liveness): 200 while the process answers at all.
 * ``/readyz`` (readiness): 200 when the backend's ``ping()`` answers within
-  ``ping_timeout`` seconds; a 503 problem otherwise, and a 503
+  ``ping_timeout`` seconds; a 503 problem otherwise (also while the circuit
+  breaker is open: the ping goes through it and is refused), and a 503
   ``shutting-down`` problem from the moment the app begins to shut down, so
   load balancers stop sending traffic while in-flight requests finish.
 * ``/metrics``: Prometheus text format (summed over all worker processes).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
@@ -25,6 +25,7 @@ from .errors import (
     InvalidKey,
     ItemNotFound,
     ItemstoreError,
+    Overloaded,
     PreconditionFailed,
     ShuttingDown,
     ValueTooLarge,
@@ -88,6 +89,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
         503, "backend-unavailable", "Storage backend unavailable", retry_after=1
     ),
     ShuttingDown: Problem(503, "shutting-down", "Service is shutting down", retry_after=1),
+    Overloaded: Problem(503, "overloaded", "Service overloaded", retry_after=1),
 }
 
 
@@ -130,7 +132,10 @@ def _members(error: ItemstoreError) -> dict[str, Any]:
 
 
 def from_error(error: ItemstoreError) -> web.Response:
-    return problem_response(problem_for(type(error)), error.detail, **_members(error))
+    problem = problem_for(type(error))
+    if error.retry_after is not None:
+        problem = replace(problem, retry_after=error.retry_after)
+    return problem_response(problem, error.detail, **_members(error))
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:

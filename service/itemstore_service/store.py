@@ -24,6 +24,7 @@ from typing import Literal
 
 from itemstore_wire.contract import COLLECTION_NAME, Key
 
+from . import deadlines
 from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
@@ -136,9 +137,18 @@ def _is_float(key: Key) -> bool:
 
 
 class Store:
-    """Item semantics over one backend. Not tied to HTTP."""
+    """Item semantics over one backend. Not tied to HTTP. ``max_queued``
+    bounds the operations each batcher holds waiting (None: no bound);
+    past it a request is refused with Overloaded."""
 
-    def __init__(self, backend: Backend, tuning: Tuning, *, coalesce: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        tuning: Tuning,
+        *,
+        coalesce: bool = True,
+        max_queued: int | None = None,
+    ) -> None:
         self.backend = backend
         if not coalesce:  # one backend call per request: only for measuring what batching buys
             tuning = Tuning(1, 1 << 30, 1, 1 << 30)
@@ -147,11 +157,18 @@ class Store:
                 self._read_batch_fn(consistent),
                 max_batch=tuning.read_batch,
                 max_in_flight=tuning.read_in_flight,
+                max_queued=max_queued,
+                name="read",
             )
             for consistent in (False, True)
         }
         self._writes = Batcher[_Queued, OpResult](
-            self._write_batch, max_batch=tuning.write_batch, max_in_flight=tuning.write_in_flight
+            self._write_batch,
+            max_batch=tuning.write_batch,
+            max_in_flight=tuning.write_in_flight,
+            max_queued=max_queued,
+            name="write",
+            writes=True,
         )
 
     async def drain(self) -> None:
@@ -247,6 +264,7 @@ class Store:
         if if_match is None and not if_none_match:
             result = await self._writes.submit(_Put(item_key, record, blind))
             return Stored(result.outcome, record)
+        deadlines.hand_over_write()
         try:
             previous = await self.backend.put_if(
                 item_key, record, expected=None if if_none_match else if_match
@@ -263,6 +281,7 @@ class Store:
             if result.record is None:
                 raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
             return result.record
+        deadlines.hand_over_write()
         try:
             return await self.backend.delete_if(item_key, expected=if_match)
         except ConditionFailed as failed:
@@ -324,6 +343,7 @@ class Store:
 
     async def clear(self, collection: str) -> int:
         """Remove every item of the collection; return how many there were."""
+        deadlines.hand_over_write()
         return await self.backend.delete_collection(collection)
 
     async def list_collections(

@@ -14,9 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench import dynamodb_local
 from bench.payload import key_name, make_value, preload_batches
 from bench.procs import Children, free_port
-from bench.run import ROOT, Settings, child_env, dict_server_command
+from bench.targets import ROOT, Settings, child_env, dict_server_command
 from bench.wrk_driver import WrkError, find_wrk, parse_wrk_output, run_wrk, wrk_command
 
 WRK = find_wrk()
@@ -99,11 +100,57 @@ def test_quick_run_reports_every_target_without_errors(tmp_path: Path) -> None:
         assert row["errors"] == 0, row
         assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert row["peak_rss_mib"] > 0
+        # SQLite runs in the service's own processes: no backend process to account.
+        assert set(row["cpu_us_per_request"]) == {"server"}
+        assert row["cpu_us_per_request"]["server"] > 0
     (ratio,) = report["ratios"]
     assert ratio["itemstore_over_ceiling"] == pytest.approx(
         rows["itemstore", "mixed"]["rps"] / rows["dict", "mixed"]["rps"], rel=1e-2
     )
     assert ratio["coalesced_over_uncoalesced"] > 0
+    assert ratio["itemstore_cpu_over_dict"] == pytest.approx(
+        rows["itemstore", "mixed"]["cpu_us_per_request"]["server"]
+        / rows["dict", "mixed"]["cpu_us_per_request"]["server"],
+        rel=1e-2,
+    )
+    assert ratio["itemstore_over_compare"] is None
     table = markdown.read_text()
     assert "| itemstore --no-coalesce | mixed" in table
     assert table.strip() in done.stdout
+
+
+@needs_wrk
+@pytest.mark.skipif(
+    dynamodb_local.missing_reason("dynalite") is not None,
+    reason=str(dynamodb_local.missing_reason("dynalite")),
+)
+def test_quick_dynalite_run_accounts_the_backend_and_compares_two_trees(tmp_path: Path) -> None:
+    """This checkout against itself as --compare-src: the comparison path end to end."""
+    out = tmp_path / "bench.json"
+    argv = [
+        sys.executable, "-m", "bench.run", "--quick", "--backend", "dynamodb",
+        "--dynamodb-impl", "dynalite", "--workloads", "write", "--workers", "1",
+        "--targets", "dict,itemstore,compare", "--compare-src", str(ROOT),
+        "--prefer-minimal", "--json-out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["settings"]["dynamodb_impl"] == "dynalite"
+    assert report["settings"]["prefer_minimal"] is True
+    rows = {m["target"]: m for m in report["measurements"]}
+    assert set(rows) == {"dict", "itemstore", "compare"}
+    for row in rows.values():
+        assert row["requests"] > 0
+        assert row["errors"] == 0, row
+    assert set(rows["dict"]["cpu_us_per_request"]) == {"server"}
+    for target in ("itemstore", "compare"):
+        cpu_us = rows[target]["cpu_us_per_request"]
+        assert set(cpu_us) == {"server", "backend"}
+        assert cpu_us["server"] > 0 and cpu_us["backend"] > 0
+    (ratio,) = report["ratios"]
+    assert ratio["itemstore_over_compare"] == pytest.approx(
+        rows["itemstore"]["rps"] / rows["compare"]["rps"], rel=1e-2
+    )
+    assert ratio["itemstore_cpu_over_compare"] > 0
+    assert "itemstore / compare req/s" in done.stdout

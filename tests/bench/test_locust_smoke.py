@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import Children, free_port
-from bench.run import ROOT, child_env
+from bench.targets import ROOT, child_env
 
 
 @pytest.fixture

@@ -120,6 +120,16 @@ def test_a_split_update_says_what_was_applied(coll: Collection) -> None:
     assert len(coll) == 100
 
 
+def test_an_update_larger_than_a_batch_body_is_split_by_bytes(coll: Collection) -> None:
+    limits = coll.client.limits()
+    value = "x" * (limits.max_value_bytes - 100)
+    count = limits.max_batch_bytes // len(value) + 3  # fewer ops than max_batch_ops
+    assert count < limits.max_batch_ops
+    coll.update({f"big{i}": value for i in range(count)})
+    assert len(coll) == count
+    assert coll[f"big{count - 1}"] == value
+
+
 def test_setdefault_is_atomic_create(coll: Collection) -> None:
     assert coll.setdefault("tags", ["a"]) == ["a"]
     assert coll.setdefault("tags", ["other"]) == ["a"]

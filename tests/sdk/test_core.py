@@ -183,6 +183,19 @@ def test_invalid_names_and_urls_fail_before_sending() -> None:
         Core("ftp://example.test")
 
 
+def problem_body(code: str, detail: str) -> bytes:
+    return orjson.dumps({"status": 503, "code": code, "detail": detail})
+
+
+MAY_HAVE_BEEN_APPLIED = problem_body(
+    "backend-unavailable", "no answer from storage; the write may have been applied"
+)
+NOT_APPLIED = problem_body(
+    "backend-unavailable", "no answer from storage; the write was not applied"
+)
+OVERLOADED = problem_body("overloaded", "this worker is handling 128 requests, its limit")
+
+
 def test_retry_policy_by_replay_class() -> None:
     policy = RetryPolicy(retries=2, backoff=0.01, max_backoff=0.02, max_retry_after=5)
     # connection never opened: anything may be sent again
@@ -192,10 +205,17 @@ def test_retry_policy_by_replay_class() -> None:
     assert policy.after_failure(Replay.SAFE, "io", 0) is not None
     assert policy.after_failure(Replay.IF_NOT_APPLIED, "io", 0) is None
     assert policy.after_failure(Replay.NEVER, "io", 0) is None
-    # 429/503 answers: everything but POST items; other statuses never
-    assert policy.after_status(Replay.IF_NOT_APPLIED, 503, None, 0) is not None
-    assert policy.after_status(Replay.NEVER, 503, None, 0) is None
+    # other statuses never
     assert policy.after_status(Replay.SAFE, 500, None, 0) is None
+    # 429/503 answers: what is safe to replay, and the rest only when not applied
+    assert policy.after_status(Replay.SAFE, 503, None, 0) is not None
+    for replay in (Replay.IF_NOT_APPLIED, Replay.NEVER):
+        assert policy.after_status(replay, 503, None, 0) is None  # who knows
+        assert policy.after_status(replay, 429, None, 0, body=OVERLOADED) is not None
+        for body in (MAY_HAVE_BEEN_APPLIED, b"<html>Service Unavailable</html>"):
+            assert policy.after_status(replay, 503, None, 0, body=body) is None
+        for body in (NOT_APPLIED, OVERLOADED):
+            assert policy.after_status(replay, 503, None, 0, body=body) is not None
     # bounded
     assert policy.after_status(Replay.SAFE, 429, None, 2) is None
     assert policy.after_failure(Replay.SAFE, "connect", 2) is None
@@ -204,6 +224,15 @@ def test_retry_policy_by_replay_class() -> None:
     # Retry-After is honoured, unless it asks for too long
     assert policy.after_status(Replay.SAFE, 503, "3", 0) == 3.0
     assert policy.after_status(Replay.SAFE, 503, "60", 0) is None
+
+
+def test_retries_fit_in_the_total_time_budget() -> None:
+    policy = RetryPolicy(retries=10, backoff=0.5, max_backoff=0.5, total=2.0)
+    assert policy.after_status(Replay.SAFE, 503, "1", 0, elapsed=0.5) == 1.0
+    assert policy.after_status(Replay.SAFE, 503, "1", 3, elapsed=1.5) is None  # would end at 2.5
+    assert policy.after_failure(Replay.SAFE, "connect", 0, elapsed=1.0) is not None
+    assert policy.after_failure(Replay.SAFE, "connect", 0, elapsed=1.9) is None
+    assert RetryPolicy().total == 5.0  # a few seconds unless told
 
 
 def test_retry_after_http_date() -> None:

@@ -40,6 +40,9 @@ class Limits:
     max_page_size: int = 1000
     default_page_size: int = 100
     max_request_bytes: int = 16 * 1024 * 1024
+    max_batch_bytes: int = 4 * 1024 * 1024
+    """Largest batch body: parsing it takes a bounded time (about 0.2 s at
+    worst) and memory. Batches of large values hold fewer ops."""
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> Limits:

@@ -30,6 +30,13 @@ class Record:
     float_key: bool = False
 
 
+Puts = Mapping[ItemKey, Record]
+"""Records to store, by key."""
+
+Records = dict[ItemKey, Record]
+"""Records found, by key."""
+
+
 @dataclass(frozen=True, slots=True)
 class Listed:
     """One entry of a listing page (``record.value`` is ``b""`` when keys only)."""
@@ -58,12 +65,8 @@ class Backend(Protocol):
         ...
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         """Store ``puts`` and remove ``deletes`` (disjoint key sets); return the
         records that existed before for the keys of ``previous`` (some of the
         keys of ``puts`` and ``deletes``), and for no other key; for keys of

@@ -27,7 +27,6 @@ from collections.abc import (
     AsyncIterator,
     Collection,
     Iterable,
-    Mapping,
     Sequence,
 )
 from contextlib import asynccontextmanager
@@ -37,7 +36,7 @@ import aioboto3
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
-from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
+from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
 from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
 from .dynamodb_listing import ShardReader, merge_shards
 from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
@@ -182,12 +181,8 @@ class DynamoDBBackend:
     # -- writes -----------------------------------------------------------
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         """Read the previous records of the keys of ``previous`` (consistent
         batch reads; values only of the deleted items; no read at all when
         ``previous`` is empty), then write in batches of 25. Unlike SQLite, the

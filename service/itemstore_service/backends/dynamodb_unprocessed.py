@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .. import deadlines
 from ..errors import BackendUnavailable
 from .base import RetryHook
 
@@ -39,7 +40,8 @@ async def until_done(
     """Call ``send`` (which returns what was left unprocessed) until nothing is
     left, backing off; BackendUnavailable after ``policy.attempts`` calls in a
     row that made no progress. ``on_retry(kind, n)`` is told of every re-send
-    (kind "write" for BatchWriteItem, else "read")."""
+    (kind "write" for BatchWriteItem, else "read"). A pause that would end
+    past the request's deadline is not made: BackendUnavailable at once."""
     kind = "write" if what == "BatchWriteItem" else "read"
     stalls = 0
     while True:
@@ -52,7 +54,14 @@ async def until_done(
                 f"DynamoDB {what}: {len(left)} requests still unprocessed after"
                 f" {stalls} attempts (throughput exceeded); retry later"
             )
-        await asyncio.sleep(policy.delay(stalls))
+        delay = policy.delay(stalls)
+        time_left = deadlines.time_left()
+        if time_left is not None and delay >= time_left:
+            raise BackendUnavailable(
+                f"DynamoDB {what}: {len(left)} requests still unprocessed at the"
+                " request's deadline (throughput exceeded); retry later"
+            )
+        await asyncio.sleep(delay)
         if on_retry is not None:
             on_retry(kind, len(left))
         pending = left

@@ -2,6 +2,10 @@
 orjson, signed with our own SigV4, sent on one pooled keep-alive aiohttp
 session, with the retries of botocore's standard mode.
 
+Every attempt, and every pause between attempts, fits inside the deadline of
+the request it serves (``deadlines.time_left()``): an attempt's timeouts are
+cut to the time left, and no attempt is begun or waited for past it.
+
 Values stay in DynamoDB's JSON shape: a binary attribute is base64 text both
 ways (``{"B": "AAEC"}``), decoded only where the backend reads a value.
 Credentials come from botocore's resolver chain (environment, profile, web
@@ -12,6 +16,7 @@ temporary ones are refreshed before they expire.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import zlib
 from collections.abc import Awaitable, Callable
@@ -22,8 +27,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from .. import deadlines
 from .dynamodb_errors import DynamoDBError, Unreachable, error_of
 from .dynamodb_sigv4 import Credentials, amz_date, sign
+
+_LARGE_BODY = 1 << 20  # aiohttp's limit for a body sent as plain bytes
 
 
 class NotConnected(Unreachable):
@@ -39,6 +47,10 @@ class LostAnswer(Unreachable):
     retryable = True
 
 
+class OutOfTime(Unreachable):
+    """The deadline of the request passed before this attempt was sent."""
+
+
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
 CredentialSource = Callable[[], Awaitable[Credentials]]
@@ -49,7 +61,9 @@ class WirePolicy:
     """Attempts, backoff and timeouts. Like botocore's standard mode: at most
     ``attempts`` calls, full-jitter exponential backoff (``base`` doubling up to
     ``cap`` seconds); retried are throttling, 5xx and transient errors, and
-    connection errors or timeouts of calls safe to send twice."""
+    connection errors or timeouts of calls safe to send twice. Under a
+    request deadline, timeouts are cut to the time left and a retry whose
+    pause would end past it is not made."""
 
     attempts: int = 3
     base: float = 0.05
@@ -125,11 +139,7 @@ class DynamoDBWire:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.policy.pool, ttl_dns_cache=60),
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=self.policy.connect_timeout,
-                    sock_read=self.policy.read_timeout,
-                ),
+                timeout=self._timeout(None),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
             )
@@ -145,16 +155,38 @@ class DynamoDBWire:
         headers = {"content-type": CONTENT_TYPE, "x-amz-target": TARGET_PREFIX + operation}
         attempt = 1
         while True:
+            left = deadlines.time_left()
+            if left is not None and left <= 0:
+                raise OutOfTime(f"{operation} not sent: the request's deadline has passed")
             try:
-                return await self._send(headers, payload)
+                return await self._send(headers, payload, left)
             except DynamoDBError as exc:
                 retry = exc.retryable and (idempotent or not isinstance(exc, LostAnswer))
                 if not retry or attempt >= self.policy.attempts:
                     raise
-            await asyncio.sleep(self.policy.delay(attempt))
+                delay = self.policy.delay(attempt)
+                left = deadlines.time_left()
+                if left is not None and delay >= left:
+                    raise
+            await asyncio.sleep(delay)
             attempt += 1
 
-    async def _send(self, headers: dict[str, str], payload: bytes) -> dict[str, Any]:
+    def _timeout(self, left: float | None) -> aiohttp.ClientTimeout:
+        """The policy's timeouts, cut to ``left`` seconds (None: not cut)."""
+        policy = self.policy
+        if left is None:
+            return aiohttp.ClientTimeout(
+                total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
+            )
+        return aiohttp.ClientTimeout(
+            total=left,
+            sock_connect=min(policy.connect_timeout, left),
+            sock_read=min(policy.read_timeout, left),
+        )
+
+    async def _send(
+        self, headers: dict[str, str], payload: bytes, left: float | None = None
+    ) -> dict[str, Any]:
         signed = sign(
             await self.credentials(),
             region=self.region,
@@ -165,7 +197,13 @@ class DynamoDBWire:
             timestamp=amz_date(),
         )
         try:
-            async with self._http().post(self.url, data=payload, headers=signed) as response:
+            # aiohttp sends bytes over 1 MiB in one write and warns about it; a
+            # stream is written in chunks (a BatchWriteItem of 25 items of 350 KiB
+            # is about 12 MB of JSON).
+            data = io.BytesIO(payload) if len(payload) > _LARGE_BODY else payload
+            async with self._http().post(
+                self.url, data=data, headers=signed, timeout=self._timeout(left)
+            ) as response:
                 status, data = response.status, await response.read()
                 crc = response.headers.get("x-amz-crc32")
         except aiohttp.ClientConnectorError as exc:

@@ -25,14 +25,14 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
-from .base import ConditionFailed, ItemKey, Listed, Record, RetryHook
+from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
 
 try:
@@ -274,12 +274,8 @@ class SQLiteBackend:
         )
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         # The previous records are read in the write's own transaction: exact,
         # and cheap enough that blind keys save little here.
         wanted = list(dict.fromkeys(previous))

@@ -5,10 +5,10 @@ and counts its errors and batch sizes, and ``count_unprocessed_retries`` is the
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
-from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Puts, Record, Records
 from .metrics import BACKEND_ERRORS, BACKEND_LATENCY, BATCH_SIZE, UNPROCESSED_RETRIES
 
 
@@ -47,12 +47,8 @@ class InstrumentedBackend:
             return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         BATCH_SIZE.labels(kind="write").observe(len(puts) + len(deletes))
         with backend_call(self.name, "write_many"):
             return await self.inner.write_many(puts, deletes, previous=previous)

@@ -75,6 +75,25 @@ UNPROCESSED_RETRIES: Final = Counter(
     ["kind"],
 )
 
+# Fail fast: refusals, expired deadlines and the circuit breaker.
+REQUESTS_REFUSED: Final = Counter(
+    "itemstore_requests_refused",
+    "Requests answered 503 overloaded, by what was full: in-flight, read-queue or write-queue.",
+    ["reason"],
+)
+DEADLINES_EXPIRED: Final = Counter(
+    "itemstore_deadlines_expired",
+    "Data requests answered 503 at their deadline, by kind:"
+    " read, write-not-applied or write-maybe-applied.",
+    ["kind"],
+)
+BREAKER_OPEN: Final = Gauge(
+    "itemstore_breaker_open",
+    "Workers whose circuit breaker around the backend is open (refusing requests).",
+    ["backend"],
+    multiprocess_mode="livesum",
+)
+
 
 def prepare_multiprocess_metrics() -> str:
     """Switch this process (and the workers it starts afterwards) to

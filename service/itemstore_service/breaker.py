@@ -1,0 +1,262 @@
+"""The circuit breaker around the backend, one per worker.
+
+After ``failures`` backend calls in a row failed (BackendUnavailable, or a
+call still running at its deadline), the breaker opens: data requests are
+answered at once with 503 ``backend-unavailable`` and a ``Retry-After`` of
+the seconds until the next probe, and ``/readyz`` answers 503. When the
+interval ends one probe is sent (the backend's ``ping``): success closes the
+breaker, failure reopens it for twice the interval (1 s at first, 30 s at
+most). A failed condition is an answer, not a failure. No one has to act for
+the service to recover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Final, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from . import deadlines
+from .backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from .errors import BackendUnavailable
+from .observability.metrics import BREAKER_OPEN
+from .problems import from_error
+
+T = TypeVar("T")
+
+FIRST_INTERVAL: Final = 1.0
+MAX_INTERVAL: Final = 30.0
+
+log = logging.getLogger("itemstore.breaker")
+
+
+class Breaker:
+    """Counts consecutive failures of backend calls and, while open, refuses
+    calls until a probe succeeds. ``probe`` is the backend's ping; it fails
+    when it raises or takes over ``probe_timeout`` seconds."""
+
+    def __init__(
+        self,
+        name: str,
+        probe: Callable[[], Awaitable[None]],
+        *,
+        failures: int,
+        probe_timeout: float,
+        first_interval: float = FIRST_INTERVAL,
+        max_interval: float = MAX_INTERVAL,
+    ) -> None:
+        self.name = name
+        self._probe = probe
+        self.failures = failures
+        self.probe_timeout = probe_timeout
+        self.first_interval = first_interval
+        self.max_interval = max_interval
+        self.failed_in_a_row = 0
+        self.interval = first_interval
+        self._next_probe: float | None = None  # loop time; None while closed
+        self._prober: asyncio.Task[None] | None = None
+        self._gauge = BREAKER_OPEN.labels(backend=name)
+        self._gauge.set(0)
+
+    @property
+    def is_open(self) -> bool:
+        return self._next_probe is not None
+
+    def retry_after(self) -> int:
+        """Whole seconds until the next probe, at least 1."""
+        if self._next_probe is None:
+            return 1
+        left = self._next_probe - asyncio.get_running_loop().time()
+        return max(1, math.ceil(left))
+
+    def check(self) -> None:
+        """Raise BackendUnavailable (with the seconds until the next probe as
+        its ``retry_after``) while the breaker is open."""
+        if self._next_probe is not None:
+            raise BackendUnavailable(
+                f"the {self.name} backend failed {self.failures} calls in a row; requests"
+                " are refused until a probe of it succeeds (the next in about"
+                f" {self.retry_after()} s); the request was not applied",
+                retry_after=self.retry_after(),
+            )
+
+    def succeeded(self) -> None:
+        if self._next_probe is None:
+            self.failed_in_a_row = 0
+
+    def failed(self) -> None:
+        """One more failed call; open when there are ``failures`` in a row.
+        Calls that end while open change nothing: only the probe decides."""
+        if self._next_probe is not None:
+            return
+        self.failed_in_a_row += 1
+        if self.failed_in_a_row >= self.failures:
+            log.error(
+                "circuit breaker open: the %s backend failed %d calls in a row;"
+                " refusing requests, probing in %g s",
+                self.name,
+                self.failed_in_a_row,
+                self.first_interval,
+            )
+            self._open(self.first_interval)
+
+    def _open(self, interval: float) -> None:
+        self.interval = interval
+        self._next_probe = asyncio.get_running_loop().time() + interval
+        self._gauge.set(1)
+        self._prober = asyncio.create_task(self._probe_later(interval))
+
+    def _close(self) -> None:
+        self._next_probe = None
+        self.failed_in_a_row = 0
+        self.interval = self.first_interval
+        self._gauge.set(0)
+
+    async def _probe_later(self, interval: float) -> None:
+        await asyncio.sleep(interval)
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                await self._probe()
+        except Exception as exc:
+            longer = min(self.max_interval, interval * 2)
+            log.warning(
+                "circuit breaker probe of the %s backend failed (%s); next probe in %g s",
+                self.name,
+                type(exc).__name__,
+                longer,
+            )
+            self._open(longer)
+        else:
+            log.warning("circuit breaker closed: the %s backend answered its probe", self.name)
+            self._close()
+
+    async def stop(self) -> None:
+        """Cancel a pending probe (on shutdown)."""
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+            self._prober = None
+        self._gauge.set(0)
+
+
+class GuardedBackend:
+    """A ``Backend`` whose calls go through its ``breaker`` (which probes
+    ``inner.ping``): refused while it is open, counted as failed when they
+    raise BackendUnavailable or are still running at the deadline of the
+    work they serve (``deadlines.current()``), as succeeded otherwise. A call
+    is not cancelled at its deadline: the backend's own timeouts end it (a
+    write running in a thread cannot be stopped, and the next batch should
+    wait for it rather than pile up behind it)."""
+
+    def __init__(self, inner: Backend, *, failures: int, probe_timeout: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.breaker = Breaker(
+            inner.name, self._probe, failures=failures, probe_timeout=probe_timeout
+        )
+
+    async def _probe(self) -> None:
+        await self.inner.ping()
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            self.breaker.check()
+        except BackendUnavailable:
+            if asyncio.iscoroutine(call):
+                call.close()  # never awaited: no "was never awaited" warning
+            raise
+        deadline = deadlines.current()
+        late = False
+
+        def timed_out() -> None:
+            nonlocal late
+            late = True
+            self.breaker.failed()
+
+        timer = None
+        if deadline is not None:
+            timer = asyncio.get_running_loop().call_at(deadline.at, timed_out)
+        try:
+            result = await call
+        except ConditionFailed:
+            if not late:
+                self.breaker.succeeded()
+            raise
+        except BackendUnavailable:
+            if not late:
+                self.breaker.failed()
+            raise
+        else:
+            if not late:
+                self.breaker.succeeded()
+            return result
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+        return await self._call(self.inner.get_many(keys, consistent=consistent))
+
+    async def write_many(
+        self,
+        puts: Mapping[ItemKey, Record],
+        deletes: Sequence[ItemKey],
+        *,
+        previous: Collection[ItemKey],
+    ) -> dict[ItemKey, Record]:
+        return await self._call(self.inner.write_many(puts, deletes, previous=previous))
+
+    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
+        return await self._call(self.inner.put_if(key, record, expected=expected))
+
+    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        return await self._call(self.inner.delete_if(key, expected=expected))
+
+    async def query(
+        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
+    ) -> list[Listed]:
+        return await self._call(
+            self.inner.query(
+                collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
+            )
+        )
+
+    async def count(self, collection: str) -> int:
+        return await self._call(self.inner.count(collection))
+
+    async def delete_collection(self, collection: str) -> int:
+        return await self._call(self.inner.delete_collection(collection))
+
+    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
+        return await self._call(self.inner.list_collections(after=after, limit=limit))
+
+    async def ping(self) -> None:
+        await self._call(self.inner.ping())
+
+
+BREAKER = web.AppKey("breaker", Breaker)
+
+
+def breaker_middleware() -> Middleware:
+    """Refuse data requests at once, before their body is read, while the
+    app's breaker (``app[BREAKER]``, set when the backend opens) is open. The
+    refusal is answered here, not raised: the breaker logs when it opens and
+    closes, not once per refused request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if deadlines.is_data_route(request.path):
+            breaker = request.app.get(BREAKER)
+            if breaker is not None:
+                try:
+                    breaker.check()
+                except BackendUnavailable as refused:
+                    return from_error(refused)
+        return await handler(request)
+
+    return middleware

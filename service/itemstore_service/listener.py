@@ -1,0 +1,105 @@
+"""Serving an application on a TCP port with every connection guarded.
+
+aiohttp's ``web.run_app`` makes its sites itself; ``run_guarded`` does what it
+does (signals, graceful shutdown, loop clean-up) with a ``GuardedTCPSite``,
+whose connections pass through ``connections.ConnectionGuard``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from .connections import CONNECTIONS
+
+
+class GuardedTCPSite(web.BaseSite):
+    """A TCP site whose every connection goes through the app's ``ConnectionLimits``."""
+
+    __slots__ = ("_app", "_host", "_port", "_reuse_port")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 128,
+        reuse_port: bool = False,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._app = runner.app
+        self._host = host
+        self._port = port
+        self._reuse_port = reuse_port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None  # the runner is set up: BaseSite checked it
+        limits = self._app[CONNECTIONS]
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: limits.protocol_factory(server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
+        )
+
+
+def run_guarded(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    shutdown_timeout: float,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT, then shut down as ``web.run_app``
+    does: stop listening, finish in-flight requests (up to
+    ``shutdown_timeout``), run the app's cleanup, close the loop."""
+    asyncio.set_event_loop(loop)
+    runner = web.AppRunner(
+        app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout
+    )
+
+    async def main() -> None:
+        await runner.setup()
+        try:
+            site = GuardedTCPSite(runner, host, port, reuse_port=reuse_port)
+            await site.start()
+            await asyncio.Event().wait()  # until a stop signal raises GracefulExit
+        finally:
+            await runner.cleanup()
+
+    task = loop.create_task(main())
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

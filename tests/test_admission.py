@@ -1,0 +1,170 @@
+"""Admission control: past max_inflight requests a worker answers 503
+overloaded at once, before reading the body; probes are never refused; the
+batch queues are bounded too.
+
+Requests are held in flight for real: their bodies are still being sent (a
+raw socket sends the headers and part of the body, the rest later), so the
+handler is inside ``await request.read()``. Nothing is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from itemstore_service.admission import ADMISSION, queue_bound
+from itemstore_service.app import create_app
+from itemstore_service.batching import Batcher
+from itemstore_service.config import Config, ConfigError
+from itemstore_service.errors import Overloaded
+from itemstore_service.observability.metrics import render_metrics
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+URL = "/collections/c/items"
+
+
+@pytest.fixture
+async def client(sqlite_config: Config, aiohttp_client: MakeClient) -> Client:
+    return await aiohttp_client(create_app(replace(sqlite_config, max_inflight=2)))
+
+
+async def open_request(client: Client, path: str, length: int) -> asyncio.StreamWriter:
+    """Send the headers of a PUT of ``length`` body bytes and one byte of it:
+    the request is in flight until the rest comes."""
+    assert client.port is not None
+    _reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n1".encode()
+    )
+    await writer.drain()
+    return writer
+
+
+@pytest.fixture
+async def two_in_flight(client: Client) -> AsyncIterator[None]:
+    writers = [await open_request(client, f"{URL}/held{i}", 1 << 20) for i in range(2)]
+    for _ in range(100):  # until both handlers run
+        if client.app[ADMISSION].inflight == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert client.app[ADMISSION].inflight == 2
+    yield
+    for writer in writers:
+        writer.close()
+
+
+@pytest.mark.usefixtures("two_in_flight")
+async def test_past_max_inflight_a_request_is_refused_at_once(client: Client) -> None:
+    start = time.perf_counter()
+    response = await client.get(f"{URL}/a")
+    assert time.perf_counter() - start < 0.5
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["code"] == "overloaded"
+    assert body["detail"].endswith("the request was not applied")
+    assert 'itemstore_requests_refused_total{reason="in-flight"}' in render_metrics().decode()
+
+
+@pytest.mark.usefixtures("two_in_flight")
+async def test_a_large_body_is_refused_before_it_is_read(client: Client) -> None:
+    # Only the headers and one byte of a 10 MB body are sent: the answer comes
+    # anyway, so it was given without reading the body.
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(
+            f"PUT {URL}/big HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n[".encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=2.0)
+        assert status_line.startswith(b"HTTP/1.1 503")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=2.0)
+        assert b"Retry-After: 1" in head
+    finally:
+        writer.close()
+
+
+@pytest.mark.usefixtures("two_in_flight")
+async def test_probes_are_never_refused(client: Client) -> None:
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+    assert (await client.get("/")).status == 503  # not a probe
+
+
+async def test_requests_are_taken_again_once_the_ones_in_flight_end(client: Client) -> None:
+    writers = [await open_request(client, f"{URL}/held{i}", 2) for i in range(2)]
+    await asyncio.sleep(0.1)
+    assert (await client.get(f"{URL}/a")).status == 503
+    for writer in writers:
+        writer.write(b"]")  # the bodies are complete: "1]" is refused as JSON (400)
+        await writer.drain()
+    for _ in range(100):
+        if client.app[ADMISSION].inflight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.get(f"{URL}/a")).status == 404
+    for writer in writers:
+        writer.close()
+
+
+async def test_a_full_batch_queue_refuses_a_submission() -> None:
+    release = asyncio.Event()
+
+    async def run(ops: list[int]) -> list[int]:
+        await release.wait()
+        return ops
+
+    batcher = Batcher[int, int](run, max_batch=2, max_in_flight=1, max_queued=3, name="write")
+    in_flight = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.01)  # taken: the queue is empty again
+    queued = asyncio.create_task(batcher.submit_group([1, 2, 3]))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded, match="write queue of this worker is full"):
+        await batcher.submit(4)
+    release.set()
+    assert await in_flight == 0 and await queued == [1, 2, 3]
+    assert await batcher.submit_group(list(range(10))) == list(range(10))  # alone: taken
+    assert 'itemstore_requests_refused_total{reason="write-queue"}' in render_metrics().decode()
+
+
+async def test_an_op_withdrawn_from_the_queue_frees_its_room() -> None:
+    release = asyncio.Event()
+
+    async def run(ops: list[int]) -> list[int]:
+        await release.wait()
+        return ops
+
+    batcher = Batcher[int, int](run, max_batch=2, max_in_flight=1, max_queued=2)
+    in_flight = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.01)
+    given_up = asyncio.create_task(batcher.submit_group([1, 2]))
+    await asyncio.sleep(0)
+    assert batcher.queued == 2
+    given_up.cancel()
+    await asyncio.gather(given_up, return_exceptions=True)
+    assert batcher.queued == 0
+    later = asyncio.create_task(batcher.submit_group([3, 4]))
+    release.set()
+    assert await in_flight == 0 and await later == [3, 4]
+
+
+def test_the_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="--max-inflight"):
+        Config(max_inflight=0)
+    with pytest.raises(ConfigError, match="--request-timeout"):
+        Config(request_timeout=0)
+    with pytest.raises(ConfigError, match="--breaker-failures"):
+        Config(breaker_failures=0)
+    assert queue_bound(256, 100) == 25_600 and queue_bound(1, 100) == 1024
