@@ -63,7 +63,13 @@ def proxy(backend_server: tuple[str, int]) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def itemstore_on_proxy(proxy: FaultProxy, tmp_path: Path) -> Iterator[str]:
+def extra_flags() -> list[str]:
+    """More flags for ``itemstore_on_proxy``; a test module may override it."""
+    return []
+
+
+@pytest.fixture
+def itemstore_on_proxy(proxy: FaultProxy, tmp_path: Path, extra_flags: list[str]) -> Iterator[str]:
     require_flags("--request-timeout")
     flags = [
         "--backend=dynamodb",
@@ -71,6 +77,7 @@ def itemstore_on_proxy(proxy: FaultProxy, tmp_path: Path) -> Iterator[str]:
         f"--dynamodb-table=itemstore-{uuid.uuid4().hex}",
         "--dynamodb-create-table",
         f"--request-timeout={REQUEST_TIMEOUT}",
+        *extra_flags,
     ]
     with running_itemstore(flags, tmp_path / "itemstore.log") as url:
         yield url

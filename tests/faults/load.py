@@ -228,9 +228,16 @@ async def check_stored(
     async def stored(keys: list[str]) -> set[str]:
         ops = {"ops": [{"op": "get", "key": k} for k in keys]}
         url = f"{base}/collections/{COLLECTION}/batch"
-        async with gate, session.post(url, json=ops) as answer:
-            assert answer.status == 200, await answer.text()
-            results = (await answer.json())["results"]
+        async with gate:
+            for _ in range(20):  # an overloaded worker refuses: ask again
+                async with session.post(url, json=ops) as answer:
+                    if answer.status != 503:
+                        assert answer.status == 200, await answer.text()
+                        results = (await answer.json())["results"]
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the read-back was refused 20 times")
         for key, result in zip(keys, results, strict=True):
             assert result["status"] == 404 or result["value"] == value_of(key), (key, result)
         return {k for k, r in zip(keys, results, strict=True) if r["status"] == 200}

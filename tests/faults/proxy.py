@@ -133,9 +133,9 @@ class _Connection:
 
     async def _send(self, data: bytes) -> None:
         if data:
+            self.proxy.stats.bytes_to_client += len(data)  # counted before the client can see it
             self.client.write(data)
             await self.client.drain()
-            self.proxy.stats.bytes_to_client += len(data)
 
     def _blackhole(self) -> None:
         if not self.blackholed:

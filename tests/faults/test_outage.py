@@ -52,6 +52,22 @@ def outage(kind: str, proxy: FaultProxy, pid: int) -> AbstractContextManager[Non
     return blackholed(proxy) if kind == "blackhole" else paused(pid)
 
 
+BREAKER_PROBE_FAILS = pytest.mark.xfail(
+    reason="service: the breaker's probe task inherits the deadline of the request that"
+    " opened the breaker (asyncio.create_task copies the context), so each probe fails"
+    " at once without being sent and the breaker never closes",
+    strict=False,
+)
+
+
+@pytest.fixture
+def extra_flags() -> list[str]:
+    """A breaker that surely opens in a 3 s outage (coalesced calls fail few at a
+    time), so that recovery is its probe's doing."""
+    return ["--breaker-failures=2"]
+
+
+@BREAKER_PROBE_FAILS
 @pytest.mark.parametrize("kind", ["blackhole", "sigstop"])
 async def test_outage_mid_load(
     kind: str, itemstore_on_proxy: str, proxy: FaultProxy, backend_server: tuple[str, int]
@@ -86,6 +102,7 @@ async def test_outage_mid_load(
         failures = ledger.failures()
         assert failures, "the outage failed no request"
         check_failures(ledger)
+        assert min(o.elapsed for o in failures) < 0.5, "the breaker never refused at once"
         after = ledger.sent_after(ended + recovered_after)
         assert any(o.acknowledged for o in after), "no write acknowledged after recovery"
 
