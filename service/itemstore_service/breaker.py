@@ -13,6 +13,7 @@ the service to recover.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -109,7 +110,11 @@ class Breaker:
         self.interval = interval
         self._next_probe = asyncio.get_running_loop().time() + interval
         self._gauge.set(1)
-        self._prober = asyncio.create_task(self._probe_later(interval))
+        # A context of its own: the task would otherwise copy the request's,
+        # deadline included, and every probe would fail before being sent.
+        self._prober = asyncio.create_task(
+            self._probe_later(interval), context=contextvars.Context()
+        )
 
     def _close(self) -> None:
         self._next_probe = None

@@ -52,14 +52,6 @@ def outage(kind: str, proxy: FaultProxy, pid: int) -> AbstractContextManager[Non
     return blackholed(proxy) if kind == "blackhole" else paused(pid)
 
 
-BREAKER_PROBE_FAILS = pytest.mark.xfail(
-    reason="service: the breaker's probe task inherits the deadline of the request that"
-    " opened the breaker (asyncio.create_task copies the context), so each probe fails"
-    " at once without being sent and the breaker never closes",
-    strict=False,
-)
-
-
 @pytest.fixture
 def extra_flags() -> list[str]:
     """A breaker that surely opens in a 3 s outage (coalesced calls fail few at a
@@ -67,7 +59,6 @@ def extra_flags() -> list[str]:
     return ["--breaker-failures=2"]
 
 
-@BREAKER_PROBE_FAILS
 @pytest.mark.parametrize("kind", ["blackhole", "sigstop"])
 async def test_outage_mid_load(
     kind: str, itemstore_on_proxy: str, proxy: FaultProxy, backend_server: tuple[str, int]
