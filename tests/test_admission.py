@@ -168,3 +168,56 @@ def test_the_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="--breaker-failures"):
         Config(breaker_failures=0)
     assert queue_bound(256, 100) == 25_600 and queue_bound(1, 100) == 1024
+
+
+async def test_a_write_queue_behind_its_bound_refuses_new_requests(
+    sqlite_config: Config, aiohttp_client: MakeClient
+) -> None:
+    """Writes wait for real behind the SQLite file's write lock; once the
+    oldest has waited past max_queue_delay, a new request is refused."""
+    from tests.test_deadlines import write_lock_held
+
+    config = replace(sqlite_config, max_queue_delay=0.2, request_timeout=5)
+    client = await aiohttp_client(create_app(config))
+    with write_lock_held(config):
+        # The first write is taken into a batch that the lock holds; the next
+        # ones wait in the queue behind it.
+        stuck = [asyncio.create_task(client.put(f"{URL}/w0", json=0))]
+        await asyncio.sleep(0.05)
+        stuck += [asyncio.create_task(client.put(f"{URL}/w{i}", json=i)) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        fresh = await client.get(f"{URL}/w0")
+        assert fresh.status == 404  # not behind yet: taken
+        await asyncio.sleep(0.3)
+        refused = await client.get(f"{URL}/w0")
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+        body = await refused.json()
+        assert body["code"] == "overloaded" and "behind" in body["detail"]
+    assert [r.status for r in await asyncio.gather(*stuck)] == [201, 201, 201]
+    assert (await client.get(f"{URL}/w0")).status == 200  # caught up: taken again
+
+
+async def test_a_lagging_event_loop_refuses_new_requests(
+    sqlite_config: Config, aiohttp_client: MakeClient
+) -> None:
+    """The worker's own loop is kept busy for real (a blocking callback every
+    turn), so every timer runs late: new requests are refused until it is not."""
+    client = await aiohttp_client(create_app(replace(sqlite_config, max_queue_delay=0.05)))
+    loop = asyncio.get_running_loop()
+    busy_until = loop.time() + 0.5
+
+    def hog() -> None:
+        time.sleep(0.08)
+        if loop.time() < busy_until:
+            loop.call_later(0.001, hog)
+
+    loop.call_soon(hog)
+    await asyncio.sleep(0.25)
+    refused = await client.get(f"{URL}/x")
+    assert refused.status == 503 and (await refused.json())["code"] == "overloaded"
+    await asyncio.sleep(0.5)
+    for _ in range(50):  # the next timer after the hog ends reads no lag
+        if client.app[ADMISSION].loop_lag < 0.05:
+            break
+        await asyncio.sleep(0.02)
+    assert (await client.get(f"{URL}/x")).status == 404

@@ -13,6 +13,8 @@ The batch queues behind the store are bounded as well (``Store(max_queued=)``);
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +26,7 @@ from .observability.metrics import REQUESTS_REFUSED
 
 PROBES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 MIN_QUEUED_OPS: Final = 1024
+LAG_PERIOD: Final = 0.01
 
 
 def queue_bound(max_inflight: int, max_batch_ops: int) -> int:
@@ -33,13 +36,45 @@ def queue_bound(max_inflight: int, max_batch_ops: int) -> int:
     return max(MIN_QUEUED_OPS, max_inflight * max_batch_ops)
 
 
+def _no_queue() -> float:
+    return 0.0
+
+
 @dataclass(slots=True)
 class Admission:
-    """A worker's requests in flight and its bound. Mutable on purpose: app
-    state cannot be reassigned once the app runs."""
+    """A worker's requests in flight and its bounds: ``max_inflight`` requests,
+    and ``max_queue_delay`` seconds of waiting at the head of the store's batch
+    queues (``queue_delay``, set once the store is open). Mutable on purpose:
+    app state cannot be reassigned once the app runs."""
 
     max_inflight: int
+    max_queue_delay: float = float("inf")
+    queue_delay: Callable[[], float] = _no_queue
     inflight: int = 0
+    loop_lag: float = 0.0
+    """How late the event loop last ran a timer: what a new request waits for
+    this worker before any of its code runs (see ``watch_loop``)."""
+
+    def behind(self) -> float:
+        """Seconds this worker is behind: the longer of its event loop's lag
+        and the wait at the head of its batch queues."""
+        return max(self.loop_lag, self.queue_delay())
+
+    async def watch_loop(self, app: web.Application) -> AsyncIterator[None]:
+        """An ``app.cleanup_ctx`` entry that measures ``loop_lag`` every
+        ``LAG_PERIOD`` seconds for the life of the app."""
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                start = loop.time()
+                await asyncio.sleep(LAG_PERIOD)
+                self.loop_lag = loop.time() - start - LAG_PERIOD
+
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 ADMISSION = web.AppKey("admission", Admission)
@@ -49,6 +84,7 @@ def admission_middleware(admission: Admission) -> Middleware:
     """Refuse a request with Overloaded while ``admission.max_inflight``
     requests (probes excepted) are being handled by this worker."""
     refused = REQUESTS_REFUSED.labels(reason="in-flight")
+    behind = REQUESTS_REFUSED.labels(reason="queue-delay")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -58,6 +94,15 @@ def admission_middleware(admission: Admission) -> Middleware:
             refused.inc()
             raise Overloaded(
                 f"this worker is handling {admission.inflight} requests, its limit;"
+                " retry after a second; the request was not applied"
+            )
+        # A queue whose head has waited this long is not being kept up with:
+        # taking more work would only make every admitted request slower.
+        waited = admission.behind()
+        if waited > admission.max_queue_delay:
+            behind.inc()
+            raise Overloaded(
+                f"this worker is {waited * 1000:.0f} ms behind;"
                 " retry after a second; the request was not applied"
             )
         admission.inflight += 1

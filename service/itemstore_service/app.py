@@ -33,7 +33,7 @@ def create_app(config: Config) -> web.Application:
         problem_middleware,
     ]
     # Admission first: a refused request costs no more than a counter.
-    admission = Admission(config.max_inflight)
+    admission = Admission(config.max_inflight, config.max_queue_delay)
     middlewares.append(admission_middleware(admission))
     if config.token:
         middlewares.append(auth_middleware(config.token))
@@ -64,10 +64,12 @@ def create_app(config: Config) -> web.Application:
                 coalesce=config.coalesce,
                 max_queued=queue_bound(config.max_inflight, config.limits.max_batch_ops),
             )
+            admission.queue_delay = app[STORE].queue_delay
             yield
             await app[STORE].drain()
             await guarded.breaker.stop()
 
+    app.cleanup_ctx.append(admission.watch_loop)
     app.cleanup_ctx.append(storage)
     app.add_routes(routes)
     add_health_routes(app)

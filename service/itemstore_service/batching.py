@@ -50,6 +50,7 @@ class _Group(Generic[Op, Result]):
     ops: list[Op]
     future: asyncio.Future[list[Result]]
     deadline: deadlines.Deadline | None
+    queued_at: float
     taken: bool = field(default=False)
     withdrawn: bool = field(default=False)
 
@@ -103,7 +104,9 @@ class Batcher(Generic[Op, Result]):
                 " retry after a second; the request was not applied"
             )
         loop = asyncio.get_running_loop()
-        group: _Group[Op, Result] = _Group(ops, loop.create_future(), deadlines.current())
+        group: _Group[Op, Result] = _Group(
+            ops, loop.create_future(), deadlines.current(), loop.time()
+        )
         self._queue.append(group)
         self._queued_ops += len(ops)
         self._idle.clear()
@@ -127,6 +130,14 @@ class Batcher(Generic[Op, Result]):
     def queued(self) -> int:
         """Operations waiting for a batch."""
         return self._queued_ops
+
+    def waited(self) -> float:
+        """Seconds the oldest operation still waiting for a batch has waited (0
+        when none waits): how far behind this queue is."""
+        for group in self._queue:
+            if not (group.withdrawn or group.future.done()):
+                return asyncio.get_running_loop().time() - group.queued_at
+        return 0.0
 
     def _take_batch(self) -> list[_Group[Op, Result]]:
         batch: list[_Group[Op, Result]] = []

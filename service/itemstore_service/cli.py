@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.max_inflight,
     )
     option(
+        "max-queue-delay",
+        "seconds the oldest queued operation may wait before new requests get 503 overloaded",
+        type=float,
+        default=defaults.max_queue_delay,
+    )
+    option(
         "breaker-failures",
         "backend calls failed in a row that open the circuit breaker",
         type=int,

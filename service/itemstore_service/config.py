@@ -64,6 +64,9 @@ class Config:
     """Seconds within which every data request is answered (503 past them)."""
     max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
+    max_queue_delay: float = 0.1
+    """Seconds the oldest operation waiting for a batch may have waited before
+    new requests are refused with 503 ``overloaded``."""
     breaker_failures: int = 5
     """Backend calls failed in a row that open the circuit breaker."""
 
@@ -99,6 +102,8 @@ class Config:
             return f"--request-timeout must be more than 0 seconds, not {self.request_timeout}"
         if self.max_inflight < 1:
             return f"--max-inflight must be at least 1, not {self.max_inflight}"
+        if not self.max_queue_delay > 0:
+            return f"--max-queue-delay must be more than 0 seconds, not {self.max_queue_delay}"
         if self.breaker_failures < 1:
             return f"--breaker-failures must be at least 1, not {self.breaker_failures}"
         if not 0 < self.limits.max_value_bytes <= MAX_VALUE_BYTES:

@@ -171,6 +171,10 @@ class Store:
             writes=True,
         )
 
+    def queue_delay(self) -> float:
+        """Seconds the oldest operation waiting for a batch has waited."""
+        return max(self._writes.waited(), *(reads.waited() for reads in self._reads.values()))
+
     async def drain(self) -> None:
         """Wait for every queued read and write to finish (before closing the backend)."""
         await self._writes.drain()

@@ -106,9 +106,10 @@ async def open_loop(sender: BatchSender, rate: float, seconds: float) -> tuple[i
 
 
 @pytest.mark.xfail(
-    reason="service: with the default --max-inflight (128) the admitted p99 of batches of"
-    " 100 puts is 50 to 300 times the unloaded one and refusals take over a second;"
-    " with 4 or 8 the admitted p99 is still 7 to 23 times and refusals about 100 ms",
+    reason="not met on this 2-core machine, where the load client shares the CPU with the"
+    " worker: with shedding on loop lag and queue delay the admitted p99 of batches of 100"
+    " puts fell from 2.1 s to about 0.4 s (5x the unloaded p99 is about 30-50 ms), and"
+    " refusals still take about 1 s to reach the client",
     strict=False,
 )
 async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
