@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from .dynamodb_errors import DynamoDBError, Unreachable, error_of
 from .dynamodb_sigv4 import Credentials, amz_date, sign
@@ -107,6 +108,7 @@ class DynamoDBWire:
         policy: WirePolicy | None = None,
     ) -> None:
         self.url, self.region = endpoint, region
+        self._url = URL(endpoint)  # parsed once, not on every call
         self.host = _host(endpoint)
         self.credentials = credentials
         self.policy = policy or WirePolicy()
@@ -134,7 +136,10 @@ class DynamoDBWire:
                     sock_read=self.policy.read_timeout,
                 ),
                 auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
+                # Only the headers we sign: no Accept-Encoding (answers stay
+                # uncompressed, as botocore asks), no Accept, no User-Agent.
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                cookie_jar=aiohttp.DummyCookieJar(),  # DynamoDB sets none
             )
         return self._session
 
@@ -172,7 +177,7 @@ class DynamoDBWire:
             # stream is written in chunks (a BatchWriteItem of 25 items of 350 KiB
             # is about 12 MB of JSON).
             data = io.BytesIO(payload) if len(payload) > _LARGE_BODY else payload
-            async with self._http().post(self.url, data=data, headers=signed) as response:
+            async with self._http().post(self._url, data=data, headers=signed) as response:
                 status, data = response.status, await response.read()
                 crc = response.headers.get("x-amz-crc32")
         except aiohttp.ClientConnectorError as exc:
