@@ -199,6 +199,7 @@ def run_worker(config: Config) -> None:
     from aiohttp import web
 
     from .app import create_app
+    from .gc_tuning import settle_heap
     from .listener import run_guarded
     from .observability.logs import configure_logging
 
@@ -211,6 +212,7 @@ def run_worker(config: Config) -> None:
         _release_stop_signals()
 
     app.on_startup.insert(0, release_stop_signals)
+    app.on_startup.append(settle_heap)  # after the storage opened: its objects are frozen too
     try:
         run_guarded(
             app,

@@ -145,7 +145,11 @@ class ConnectionGuard(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._read_deadline: asyncio.TimerHandle | None = None
+        # The loop time by which the next head must have arrived (None: no
+        # head awaited). One timer checks it and re-arms itself while the
+        # deadline moves on, instead of a timer made and cancelled per request.
+        self._read_deadline: float | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
         self._write_check: asyncio.TimerHandle | None = None
         self._unsent_at_check = 0
         self._requests = 0  # handlers running (one at a time: aiohttp answers in order)
@@ -193,6 +197,9 @@ class ConnectionGuard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_deadline()
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         self._cancel_write_check()
         self._limits._forget(self, self._inner)
         inner, self._inner, self._transport = self._inner, None, None
@@ -247,12 +254,23 @@ class ConnectionGuard(asyncio.Protocol):
 
     def _arm_read_deadline(self) -> None:
         self._limits._set_idle(self, False)
-        self._read_deadline = self._loop.call_later(self._limits.read_timeout, self._reset)
+        self._read_deadline = self._loop.time() + self._limits.read_timeout
+        if self._read_timer is None:
+            self._read_timer = self._loop.call_at(self._read_deadline, self._check_read)
 
     def _cancel_read_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
+        self._read_deadline = None  # the timer, when it fires, finds nothing to do
+
+    def _check_read(self) -> None:
+        """The read timer fired: reset the connection if its head is late."""
+        self._read_timer = None
+        deadline = self._read_deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:  # re-armed since: wait for the new deadline
+            self._read_timer = self._loop.call_at(deadline, self._check_read)
+        else:
+            self._reset()
 
     def _schedule_write_check(self) -> None:
         self._cancel_write_check()

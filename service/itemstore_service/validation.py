@@ -122,17 +122,12 @@ async def _body(request: web.Request, cap: int | None = None, what: str = "body"
     no longer)."""
     if cap is not None and request.content_length is not None and request.content_length > cap:
         raise ValueTooLarge(f"{what} is {request.content_length} bytes; the limit is {cap} bytes")
+    if request.content.is_eof():  # all of it arrived with the head: nothing to wait for
+        return await _read_body(request, cap, what)
     read_timeout = request.app[CONFIG].read_timeout
     try:
         async with asyncio.timeout(read_timeout):
-            if cap is None:
-                return await request.read()
-            body = bytearray()
-            async for chunk in request.content.iter_any():
-                body += chunk
-                if len(body) > cap:
-                    raise ValueTooLarge(f"{what} is over {cap} bytes; the limit is {cap} bytes")
-            return bytes(body)
+            return await _read_body(request, cap, what)
     except ConnectionResetError:  # nobody will read the answer; no error to log either
         raise InvalidInput("the connection closed before the whole body arrived") from None
     except TimeoutError:
@@ -140,6 +135,17 @@ async def _body(request: web.Request, cap: int | None = None, what: str = "body"
         raise InvalidInput(
             f"the body did not arrive within {read_timeout:g} s; the connection is closed"
         ) from None
+
+
+async def _read_body(request: web.Request, cap: int | None, what: str) -> bytes:
+    if cap is None:
+        return await request.read()
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > cap:
+            raise ValueTooLarge(f"{what} is over {cap} bytes; the limit is {cap} bytes")
+    return bytes(body)
 
 
 def _loads(body: bytes, parse: Callable[[bytes], Any] = exactjson.loads) -> Any:

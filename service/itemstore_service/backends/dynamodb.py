@@ -19,7 +19,7 @@ with DynamoDB's reserved words.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import math
 import time
 import zlib
@@ -118,7 +118,7 @@ class DynamoDBBackend:
 
     def _item(self, key: ItemKey, record: Record) -> Item:
         item = self._key(key)
-        item["v"] = {"B": base64.b64encode(record.value).decode("ascii")}
+        item["v"] = {"B": binascii.b2a_base64(record.value, newline=False).decode("ascii")}
         item["ver"] = {"S": record.version}
         if record.float_key:
             item["fk"] = {"BOOL": True}

@@ -6,7 +6,7 @@ schema, shard count)."""
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Final, TypeVar
@@ -73,8 +73,9 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 def record_of(item: dict[str, Any]) -> Record:
     """The Record of a stored item in the wire's JSON shape (the value base64
     text; ``b""`` when not projected)."""
-    value = base64.b64decode(item["v"]["B"]) if "v" in item else b""
-    return Record(value, item["ver"]["S"], bool(item.get("fk", {}).get("BOOL", False)))
+    # Decoding ASCII bytes takes half the time of decoding the same str.
+    value = binascii.a2b_base64(item["v"]["B"].encode("ascii")) if "v" in item else b""
+    return Record(value, item["ver"]["S"], "fk" in item and item["fk"].get("BOOL") is True)
 
 
 # The single table: pk = "<collection>#<shard>", sk = the encoded key; on demand.

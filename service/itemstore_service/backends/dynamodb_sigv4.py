@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -34,7 +35,15 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
 
 def amz_date(now: datetime | None = None) -> str:
     """The X-Amz-Date of ``now`` (default: the current UTC time)."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    if now is None:
+        return _amz_date_of_second(int(time.time()))
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+@lru_cache(maxsize=2)
+def _amz_date_of_second(second: int) -> str:
+    # Formatted once per second, not once per call.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def sign(

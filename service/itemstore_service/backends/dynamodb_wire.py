@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from .. import deadlines
 from .dynamodb_errors import DynamoDBError, Unreachable, error_of
@@ -118,6 +119,7 @@ class DynamoDBWire:
         policy: WirePolicy | None = None,
     ) -> None:
         self.url, self.region = endpoint, region
+        self._url = URL(endpoint)  # parsed once, not on every call
         self.host = _host(endpoint)
         self.credentials = credentials
         self.policy = policy or WirePolicy()
@@ -141,7 +143,10 @@ class DynamoDBWire:
                 connector=aiohttp.TCPConnector(limit=self.policy.pool, ttl_dns_cache=60),
                 timeout=self._timeout(None),
                 auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
+                # Only the headers we sign: no Accept-Encoding (answers stay
+                # uncompressed, as botocore asks), no Accept, no User-Agent.
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                cookie_jar=aiohttp.DummyCookieJar(),  # DynamoDB sets none
             )
         return self._session
 
@@ -202,7 +207,7 @@ class DynamoDBWire:
             # is about 12 MB of JSON).
             data = io.BytesIO(payload) if len(payload) > _LARGE_BODY else payload
             async with self._http().post(
-                self.url, data=data, headers=signed, timeout=self._timeout(left)
+                self._url, data=data, headers=signed, timeout=self._timeout(left)
             ) as response:
                 status, data = response.status, await response.read()
                 crc = response.headers.get("x-amz-crc32")

@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS items (
 _MAX_KEYS_PER_SELECT = 500
 
 
+# Prepared statements kept per connection (sqlite3's default: 128).
+_CACHED_STATEMENTS = 1024
+
+
 # How long the loop waits in ``ping`` for the integrity check of the file.
 _PING_WAITS_FOR_CHECK = 0.5
 
@@ -69,7 +73,15 @@ _PING_WAITS_FOR_CHECK = 0.5
 def _connect(
     path: str, busy_ms: int = 30_000, spare_bytes: int = SPARE_BYTES
 ) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30,
+        # A batched read of n keys is a statement of its own for each n (up
+        # to the read batch, 256): keep them all prepared, not the last 128.
+        cached_statements=_CACHED_STATEMENTS,
+    )
     # Only a file without tables takes this: deletes on a full disk then give
     # the space back to the file system (``PRAGMA incremental_vacuum``).
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")

@@ -4,12 +4,26 @@ and counts its errors and batch sizes, and ``count_unprocessed_retries`` is the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
+from prometheus_client import Histogram
+
 from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Puts, Record, Records
 from .metrics import BACKEND_ERRORS, BACKEND_LATENCY, BATCH_SIZE, UNPROCESSED_RETRIES
+
+
+# labels() costs a lock and a few allocations per call: look each child up once.
+@functools.cache
+def _latency_of(backend: str, op: str) -> Histogram:
+    return BACKEND_LATENCY.labels(backend=backend, op=op)
+
+
+@functools.cache
+def _batch_size_of(kind: str) -> Histogram:
+    return BATCH_SIZE.labels(kind=kind)
 
 
 def count_unprocessed_retries(kind: str, n: int) -> None:
@@ -30,7 +44,7 @@ def backend_call(backend: str, op: str) -> Iterator[None]:
         BACKEND_ERRORS.labels(backend=backend, op=op, error=type(exc).__name__).inc()
         raise
     finally:
-        BACKEND_LATENCY.labels(backend=backend, op=op).observe(time.perf_counter() - start)
+        _latency_of(backend, op).observe(time.perf_counter() - start)
 
 
 class InstrumentedBackend:
@@ -42,14 +56,14 @@ class InstrumentedBackend:
         self.name = inner.name
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
-        BATCH_SIZE.labels(kind="read").observe(len(keys))
+        _batch_size_of("read").observe(len(keys))
         with backend_call(self.name, "get_many"):
             return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
         self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
     ) -> Records:
-        BATCH_SIZE.labels(kind="write").observe(len(puts) + len(deletes))
+        _batch_size_of("write").observe(len(puts) + len(deletes))
         with backend_call(self.name, "write_many"):
             return await self.inner.write_many(puts, deletes, previous=previous)
 
