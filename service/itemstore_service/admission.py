@@ -14,6 +14,7 @@ The batch queues behind the store are bounded as well (``Store(max_queued=)``);
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -27,6 +28,7 @@ from .observability.metrics import REQUESTS_REFUSED
 PROBES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 MIN_QUEUED_OPS: Final = 1024
 LAG_PERIOD: Final = 0.01
+LAG_SAMPLES: Final = 5
 
 
 def queue_bound(max_inflight: int, max_batch_ops: int) -> int:
@@ -52,8 +54,10 @@ class Admission:
     queue_delay: Callable[[], float] = _no_queue
     inflight: int = 0
     loop_lag: float = 0.0
-    """How late the event loop last ran a timer: what a new request waits for
-    this worker before any of its code runs (see ``watch_loop``)."""
+    """How late the event loop ran its timers, at the least, over the last
+    ``LAG_SAMPLES`` of them: what a new request waits for this worker before
+    any of its code runs (see ``watch_loop``). The least, so that one long
+    stall (a collection, a large body) is not taken for a worker behind."""
 
     def behind(self) -> float:
         """Seconds this worker is behind: the longer of its event loop's lag
@@ -66,10 +70,12 @@ class Admission:
 
         async def watch() -> None:
             loop = asyncio.get_running_loop()
+            samples: deque[float] = deque(maxlen=LAG_SAMPLES)
             while True:
                 start = loop.time()
                 await asyncio.sleep(LAG_PERIOD)
-                self.loop_lag = loop.time() - start - LAG_PERIOD
+                samples.append(loop.time() - start - LAG_PERIOD)
+                self.loop_lag = min(samples)
 
         task = asyncio.create_task(watch())
         yield

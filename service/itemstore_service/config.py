@@ -64,7 +64,7 @@ class Config:
     """Seconds within which every data request is answered (503 past them)."""
     max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
-    max_queue_delay: float = 0.1
+    max_queue_delay: float = 1.0
     """Seconds the oldest operation waiting for a batch may have waited before
     new requests are refused with 503 ``overloaded``."""
     breaker_failures: int = 5

@@ -48,8 +48,9 @@ BUSY = 16
 
 @pytest.fixture
 def itemstore_on_sqlite(tmp_path: Path) -> Iterator[str]:
-    require_flags("--max-inflight")
-    flags = ["--sqlite-path", str(tmp_path / "items.sqlite3")]
+    require_flags("--max-inflight", "--max-queue-delay")
+    # Shed as soon as the worker is 0.1 s behind (the default, 1 s, is a safety net).
+    flags = ["--sqlite-path", str(tmp_path / "items.sqlite3"), "--max-queue-delay", "0.1"]
     with running_itemstore(flags, tmp_path / "itemstore.log") as url:
         yield url
 
@@ -108,8 +109,8 @@ async def open_loop(sender: BatchSender, rate: float, seconds: float) -> tuple[i
 @pytest.mark.xfail(
     reason="not met on this 2-core machine, where the load client shares the CPU with the"
     " worker: with shedding on loop lag and queue delay the admitted p99 of batches of 100"
-    " puts fell from 2.1 s to about 0.4 s (5x the unloaded p99 is about 30-50 ms), and"
-    " refusals still take about 1 s to reach the client",
+    " puts is 0.4-1.2 s against 2.1-2.7 s without (5x the unloaded p99 is 20-50 ms), and"
+    " refusals take 0.15-1 s to reach the client",
     strict=False,
 )
 async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
