@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from itemstore_service.app import create_app
 from itemstore_service.config import Config, ConfigError
 from itemstore_wire.contract import Limits
-from tests.guarded_service import Served, connect, serve
+from tests.guarded_service import connect
+from tests.live_service import Served, serve
 
 CAP = 64 * 1024
 

@@ -14,7 +14,7 @@ import asyncio
 import fcntl
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends.base import Backend, ItemKey, Record
+from itemstore_service.backends.base import Backend, ItemKey, Puts, Record, Records
 from itemstore_service.breaker import BREAKER, Breaker, GuardedBackend
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
@@ -58,12 +58,8 @@ class Flaky:
         return await self.inner.get_many(keys, consistent=consistent)
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         self._enter()
         return await self.inner.write_many(puts, deletes, previous=previous)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.guarded_service import Served, connect, seconds_until_closed, serve
+from tests.guarded_service import connect, seconds_until_closed
+from tests.live_service import Served, serve
 
 READ_TIMEOUT = 1.0
 WRITE_TIMEOUT = 1.0

@@ -16,14 +16,14 @@ import asyncio
 import contextvars
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Final, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from . import deadlines
-from .backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from .backends.base import Backend, ConditionFailed, ItemKey, Listed, Puts, Record, Records
 from .errors import BackendUnavailable
 from .observability.metrics import BREAKER_OPEN
 from .problems import from_error
@@ -208,12 +208,8 @@ class GuardedBackend:
         return await self._call(self.inner.get_many(keys, consistent=consistent))
 
     async def write_many(
-        self,
-        puts: Mapping[ItemKey, Record],
-        deletes: Sequence[ItemKey],
-        *,
-        previous: Collection[ItemKey],
-    ) -> dict[ItemKey, Record]:
+        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
+    ) -> Records:
         return await self._call(self.inner.write_many(puts, deletes, previous=previous))
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
