@@ -242,4 +242,4 @@ async def test_a_file_truncated_under_the_service_is_503_never_a_crash(tmp_path:
         assert 503 in statuses and statuses <= {200, 503}
         assert http("GET", f"{url}/readyz") == 503
         assert http("PUT", f"{url}/collections/c/items/new") == 503
-    assert "unusable, serving 503" in log.read_text()
+    assert "unusable, refusing every call" in log.read_text()

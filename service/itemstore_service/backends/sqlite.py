@@ -9,7 +9,7 @@ than a thread hop (measured: +17% GET throughput). Listings and counts, which
 may scan, run on a reader thread. WAL lets every reader go on while the
 writer commits.
 
-Faults of the file or the disk answer 503, never a loss or a wrong answer
+Faults of the file or the disk raise BackendUnavailable, never a loss or a wrong answer
 (``sqlite_faults``): every COMMIT first checks that the file is still the one
 opened, and at open a background ``integrity_check`` reads the whole file
 (``ping``, so ``/readyz``, waits for it). Files are read with ``read()``, not

@@ -1,12 +1,12 @@
-"""What the SQLite backend does when its file or its disk fails: answer 503
-(``BackendUnavailable``), never a silent loss, a wrong answer or a traceback.
+"""What the SQLite backend does when its file or its disk fails: raise
+``BackendUnavailable``, never a silent loss, a wrong answer or a traceback.
 
 Two states, shared by the event loop and the backend's threads:
 
 * **failed**, for good: the file was deleted or replaced while serving (its
   ``(st_dev, st_ino)`` changed), SQLite found it corrupt (SQLITE_CORRUPT,
   SQLITE_NOTADB) or storage failed (SQLITE_IOERR). Every later call raises
-  ``BackendUnavailable`` with the reason, ``ping`` too (so ``/readyz`` is 503),
+  ``BackendUnavailable`` with the reason, ``ping`` too (so the service is not ready),
   and one line is logged at CRITICAL level, once. Only a restart (after the
   file is restored) recovers.
 * **full** (SQLITE_FULL): a spare file reserved beside the database is removed
@@ -88,7 +88,9 @@ class SQLiteFaults:
             if first:
                 self.failure = f"{reason}; restart the service once the file is restored"
         if first:
-            log.critical("SQLite file %s unusable, serving 503 from now on: %s", self.path, reason)
+            log.critical(
+                "SQLite file %s unusable, refusing every call from now on: %s", self.path, reason
+            )
         assert self.failure is not None
         return BackendUnavailable(self.failure)
 
@@ -153,7 +155,7 @@ class SQLiteFaults:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._spare_path)
             log.error(
-                "the disk holding %s is full: writes that store items answer 503 until there is"
+                "the disk holding %s is full: writes that store items fail until there is"
                 " room; deletes still work",
                 self.path,
             )
