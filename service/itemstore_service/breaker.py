@@ -16,14 +16,15 @@ import asyncio
 import contextvars
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from . import deadlines
-from .backends.base import Backend, ConditionFailed, ItemKey, Listed, Puts, Record, Records
+from .backends.base import Backend, ConditionFailed
+from .backends.wrapper import BackendWrapper
 from .errors import BackendUnavailable
 from .observability.metrics import BREAKER_OPEN
 from .problems import from_error
@@ -149,7 +150,7 @@ class Breaker:
         self._gauge.set(0)
 
 
-class GuardedBackend:
+class GuardedBackend(BackendWrapper):
     """A ``Backend`` whose calls go through its ``breaker`` (which probes
     ``inner.ping``): refused while it is open, counted as failed when they
     raise BackendUnavailable or are still running at the deadline of the
@@ -159,8 +160,7 @@ class GuardedBackend:
     wait for it rather than pile up behind it)."""
 
     def __init__(self, inner: Backend, *, failures: int, probe_timeout: float) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.breaker = Breaker(
             inner.name, self._probe, failures=failures, probe_timeout=probe_timeout
         )
@@ -168,7 +168,7 @@ class GuardedBackend:
     async def _probe(self) -> None:
         await self.inner.ping()
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    async def _call(self, op: str, call: Awaitable[T]) -> T:
         try:
             self.breaker.check()
         except BackendUnavailable:
@@ -203,41 +203,6 @@ class GuardedBackend:
         finally:
             if timer is not None:
                 timer.cancel()
-
-    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
-        return await self._call(self.inner.get_many(keys, consistent=consistent))
-
-    async def write_many(
-        self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
-    ) -> Records:
-        return await self._call(self.inner.write_many(puts, deletes, previous=previous))
-
-    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
-        return await self._call(self.inner.put_if(key, record, expected=expected))
-
-    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
-        return await self._call(self.inner.delete_if(key, expected=expected))
-
-    async def query(
-        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
-    ) -> list[Listed]:
-        return await self._call(
-            self.inner.query(
-                collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
-            )
-        )
-
-    async def count(self, collection: str) -> int:
-        return await self._call(self.inner.count(collection))
-
-    async def delete_collection(self, collection: str) -> int:
-        return await self._call(self.inner.delete_collection(collection))
-
-    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
-        return await self._call(self.inner.list_collections(after=after, limit=limit))
-
-    async def ping(self) -> None:
-        await self._call(self.inner.ping())
 
 
 BREAKER = web.AppKey("breaker", Breaker)

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from prometheus_client import Histogram
 
-from ..backends.base import Backend, ConditionFailed, ItemKey, Listed, Puts, Record, Records
+from ..backends.base import ConditionFailed, ItemKey, Puts, Records
+from ..backends.wrapper import BackendWrapper
 from .metrics import BACKEND_ERRORS, BACKEND_LATENCY, BATCH_SIZE, UNPROCESSED_RETRIES
+
+T = TypeVar("T")
 
 
 # labels() costs a lock and a few allocations per call: look each child up once.
@@ -47,54 +51,20 @@ def backend_call(backend: str, op: str) -> Iterator[None]:
         _latency_of(backend, op).observe(time.perf_counter() - start)
 
 
-class InstrumentedBackend:
+class InstrumentedBackend(BackendWrapper):
     """A ``Backend`` that forwards every call to ``inner`` and records its
     latency, errors and (for get_many / write_many) batch size."""
 
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
+    async def _call(self, op: str, call: Awaitable[T]) -> T:
+        with backend_call(self.name, op):
+            return await call
 
-    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
+    async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> Records:
         _batch_size_of("read").observe(len(keys))
-        with backend_call(self.name, "get_many"):
-            return await self.inner.get_many(keys, consistent=consistent)
+        return await super().get_many(keys, consistent=consistent)
 
     async def write_many(
         self, puts: Puts, deletes: Sequence[ItemKey], *, previous: Collection[ItemKey]
     ) -> Records:
         _batch_size_of("write").observe(len(puts) + len(deletes))
-        with backend_call(self.name, "write_many"):
-            return await self.inner.write_many(puts, deletes, previous=previous)
-
-    async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
-        with backend_call(self.name, "put_if"):
-            return await self.inner.put_if(key, record, expected=expected)
-
-    async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
-        with backend_call(self.name, "delete_if"):
-            return await self.inner.delete_if(key, expected=expected)
-
-    async def query(
-        self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
-    ) -> list[Listed]:
-        with backend_call(self.name, "query"):
-            return await self.inner.query(
-                collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
-            )
-
-    async def count(self, collection: str) -> int:
-        with backend_call(self.name, "count"):
-            return await self.inner.count(collection)
-
-    async def delete_collection(self, collection: str) -> int:
-        with backend_call(self.name, "delete_collection"):
-            return await self.inner.delete_collection(collection)
-
-    async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
-        with backend_call(self.name, "list_collections"):
-            return await self.inner.list_collections(after=after, limit=limit)
-
-    async def ping(self) -> None:
-        with backend_call(self.name, "ping"):
-            await self.inner.ping()
+        return await super().write_many(puts, deletes, previous=previous)
