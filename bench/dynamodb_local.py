@@ -1,4 +1,5 @@
-"""The local DynamoDB implementations the benchmarks run against, each a process of its own.
+"""The local DynamoDB implementations the benchmarks and the test suite run against,
+each a process of its own.
 
 * ``moto``: moto's server application with HTTP keep-alive (``bench/moto_keepalive.py``).
 * ``dynalite``: dynalite (Node + LevelDB, in memory), the npm package installed in

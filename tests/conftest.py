@@ -21,9 +21,9 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from moto.server import ThreadedMotoServer
 
+from bench import dynamodb_local
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
-from tests.dynalite_server import missing_reason, running_dynalite
 
 # Fake credentials for the whole test run, so that no test can read (or spend)
 # real ones: set before any client is made.
@@ -54,10 +54,10 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def dynalite_endpoint() -> Iterator[str]:
     """A dynalite server (in memory) on a free port of 127.0.0.1."""
-    reason = missing_reason()
+    reason = dynamodb_local.missing_reason("dynalite")
     if reason:
         pytest.skip(reason)
-    with running_dynalite() as (url, _pid):
+    with dynamodb_local.running("dynalite") as (url, _pid):
         yield url
 
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.dynalite_server import missing_reason, running_dynalite
-from tests.faults.processes import running_itemstore, running_moto, serve_flags
+from bench import dynamodb_local
+from tests.faults.processes import running_itemstore, serve_flags
 from tests.faults.proxy import FaultProxy, running_proxy
 
 REQUEST_TIMEOUT = 2.0
@@ -43,14 +43,10 @@ def require_flags(*flags: str) -> None:
 @pytest.fixture(scope="module", params=["moto", "dynalite"])
 def backend_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     """A DynamoDB server in a process of its own: (URL, pid)."""
-    if request.param == "moto":
-        with running_moto() as server:
-            yield server
-        return
-    reason = missing_reason()
+    reason = dynamodb_local.missing_reason(request.param)
     if reason:
         pytest.skip(reason)
-    with running_dynalite() as server:
+    with dynamodb_local.running(request.param) as server:
         yield server
 
 

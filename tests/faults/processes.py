@@ -1,5 +1,6 @@
 """The processes of the fault tests, each in its own process so that it can be
-stopped and continued: a moto server, an ``itemstore serve``; and
+stopped and continued: an ``itemstore serve`` (the DynamoDB servers come from
+``bench.dynamodb_local``); and
 ``paused``, which stops a process (SIGSTOP) and always continues it."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def free_port() -> int:
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes], what: str, seconds: float = 20) -> None:
-    """Wait until ``url`` answers 200 (any answer for ``what`` == "moto")."""
+    """Wait until ``url`` answers 200."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -34,9 +35,6 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], what: str, seconds: fl
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
-        except urllib.error.HTTPError:
-            if what == "moto":  # it answers, if only with an error: it listens
-                return
         except OSError:
             pass
         time.sleep(0.05)
@@ -54,23 +52,6 @@ def _stop(process: subprocess.Popen[bytes], seconds: float = 20) -> int:
         process.kill()
         process.wait()
         raise
-
-
-@contextmanager
-def running_moto() -> Iterator[tuple[str, int]]:
-    """A moto server in a process of its own on 127.0.0.1: yields its URL and pid."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(url, process, "moto")
-        yield url, process.pid
-    finally:
-        _stop(process, seconds=5)
 
 
 @contextmanager
