@@ -160,6 +160,32 @@ async def test_an_op_withdrawn_from_the_queue_frees_its_room() -> None:
     assert await in_flight == 0 and await later == [3, 4]
 
 
+async def test_a_queue_is_behind_by_what_the_next_round_of_batches_leaves() -> None:
+    """The pace is learnt from the batches the queue ran (20 ms an operation
+    here, for real). What the next batch takes is not behind; the ten
+    operations queued past it are some 0.2 s of work, known at once, before
+    the oldest of them has waited at all."""
+
+    async def run(ops: list[int]) -> list[int]:
+        await asyncio.sleep(0.02 * len(ops))
+        return ops
+
+    batcher = Batcher[int, int](run, max_batch=2, max_in_flight=1)
+    for i in range(8):
+        assert await batcher.submit(i) == i
+    running = asyncio.create_task(batcher.submit(-1))
+    await asyncio.sleep(0.001)  # taken into a batch: the queue is empty
+    next_round = [asyncio.create_task(batcher.submit(i)) for i in range(2)]
+    await asyncio.sleep(0)
+    assert batcher.queued == 2 and batcher.behind() == 0.0
+    past_it = [asyncio.create_task(batcher.submit(i)) for i in range(2, 12)]
+    await asyncio.sleep(0)
+    assert 0.1 < batcher.behind() < 0.5
+    assert await running == -1
+    assert await asyncio.gather(*next_round, *past_it) == list(range(12))
+    assert batcher.behind() == 0.0
+
+
 def test_the_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="--max-inflight"):
         Config(max_inflight=0)
@@ -173,27 +199,34 @@ def test_the_settings_are_checked() -> None:
 async def test_a_write_queue_behind_its_bound_refuses_new_requests(
     sqlite_config: Config, aiohttp_client: MakeClient
 ) -> None:
-    """Writes wait for real behind the SQLite file's write lock; once the
-    oldest has waited past max_queue_delay, a new request is refused."""
+    """Writes wait for real behind the SQLite file's write lock. Once more
+    operations are queued than the next batch takes, and the batch holding
+    the lock has run long enough that they are more than max_queue_delay of
+    work at its pace, a new request is refused."""
     from tests.test_deadlines import write_lock_held
 
     config = replace(sqlite_config, max_queue_delay=0.2, request_timeout=5)
     client = await aiohttp_client(create_app(config))
+    ops = config.limits.max_batch_ops
+
+    def batch(name: str) -> dict[str, object]:
+        return {"ops": [{"op": "put", "key": f"{name}-{i}", "value": i} for i in range(ops)]}
+
     with write_lock_held(config):
-        # The first write is taken into a batch that the lock holds; the next
-        # ones wait in the queue behind it.
+        # The first write is taken into a batch that the lock holds; the
+        # batches after it wait in the queue, more than one batch can take.
         stuck = [asyncio.create_task(client.put(f"{URL}/w0", json=0))]
         await asyncio.sleep(0.05)
-        stuck += [asyncio.create_task(client.put(f"{URL}/w{i}", json=i)) for i in (1, 2)]
+        stuck += [
+            asyncio.create_task(client.post("/collections/c/batch", json=batch(f"b{i}")))
+            for i in range(3)
+        ]
         await asyncio.sleep(0.05)
-        fresh = await client.get(f"{URL}/w0")
-        assert fresh.status == 404  # not behind yet: taken
-        await asyncio.sleep(0.3)
         refused = await client.get(f"{URL}/w0")
         assert refused.status == 503 and refused.headers["Retry-After"] == "1"
         body = await refused.json()
         assert body["code"] == "overloaded" and "behind" in body["detail"]
-    assert [r.status for r in await asyncio.gather(*stuck)] == [201, 201, 201]
+    assert [r.status for r in await asyncio.gather(*stuck)] == [201, 200, 200, 200]
     assert (await client.get(f"{URL}/w0")).status == 200  # caught up: taken again
 
 

@@ -26,6 +26,9 @@ from . import deadlines
 from .errors import Overloaded
 from .observability.metrics import REQUESTS_REFUSED
 
+PACE_WEIGHT = 0.2
+"""Weight of the latest batch in a queue's moving average pace."""
+
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
@@ -50,7 +53,6 @@ class _Group(Generic[Op, Result]):
     ops: list[Op]
     future: asyncio.Future[list[Result]]
     deadline: deadlines.Deadline | None
-    queued_at: float
     taken: bool = field(default=False)
     withdrawn: bool = field(default=False)
 
@@ -83,8 +85,10 @@ class Batcher(Generic[Op, Result]):
         self._writes = writes
         self._queue: deque[_Group[Op, Result]] = deque()
         self._queued_ops = 0
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], tuple[float, int]] = {}
+        """Running batches: when each started, how many operations it carries."""
         self._dispatch_scheduled = False
+        self._op_seconds = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -104,9 +108,7 @@ class Batcher(Generic[Op, Result]):
                 " retry after a second; the request was not applied"
             )
         loop = asyncio.get_running_loop()
-        group: _Group[Op, Result] = _Group(
-            ops, loop.create_future(), deadlines.current(), loop.time()
-        )
+        group: _Group[Op, Result] = _Group(ops, loop.create_future(), deadlines.current())
         self._queue.append(group)
         self._queued_ops += len(ops)
         self._idle.clear()
@@ -131,13 +133,20 @@ class Batcher(Generic[Op, Result]):
         """Operations waiting for a batch."""
         return self._queued_ops
 
-    def waited(self) -> float:
-        """Seconds the oldest operation still waiting for a batch has waited (0
-        when none waits): how far behind this queue is."""
-        for group in self._queue:
-            if not (group.withdrawn or group.future.done()):
-                return asyncio.get_running_loop().time() - group.queued_at
-        return 0.0
+    def behind(self) -> float:
+        """Seconds a new operation would wait beyond the next round of batches:
+        the operations queued past what ``max_in_flight`` batches take, at the
+        queue's pace (the moving average of its recent batches, or the pace of
+        a batch still running, when that is slower). Zero while the next round
+        takes everything queued: waiting for it is not falling behind."""
+        beyond = self._queued_ops - self.max_batch * self.max_in_flight
+        if beyond <= 0:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        pace = self._op_seconds
+        for started, ops in self._in_flight.values():
+            pace = max(pace, (now - started) / ops / self.max_in_flight)
+        return beyond * pace
 
     def _take_batch(self) -> list[_Group[Op, Result]]:
         batch: list[_Group[Op, Result]] = []
@@ -167,7 +176,8 @@ class Batcher(Generic[Op, Result]):
             if batch:
                 context = deadlines.context_until(group.deadline for group in batch)
                 task = asyncio.create_task(self._run_batch(batch), context=context)
-                self._in_flight.add(task)
+                ops = sum(len(group.ops) for group in batch)
+                self._in_flight[task] = (asyncio.get_running_loop().time(), ops)
         if not self._queue and not self._in_flight:
             self._idle.set()
 
@@ -183,16 +193,25 @@ class Batcher(Generic[Op, Result]):
             if not isinstance(exc, Exception):
                 raise
         else:
+            # The pace of the queue, per operation, as a moving average over
+            # successful batches (a failing backend is the breaker's business).
+            started, _ = self._in_flight[self._current()]
+            pace = (asyncio.get_running_loop().time() - started) / len(ops) / self.max_in_flight
+            self._op_seconds += PACE_WEIGHT * (pace - self._op_seconds)
             start = 0
             for group in batch:
                 if not group.future.done():
                     group.future.set_result(list(results[start : start + len(group.ops)]))
                 start += len(group.ops)
         finally:
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.discard(task)
+            del self._in_flight[self._current()]
             self._dispatch()
+
+    @staticmethod
+    def _current() -> asyncio.Task[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        return task
 
     async def drain(self) -> None:
         """Wait until every submitted operation has been run (graceful shutdown)."""

@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option(
         "max-queue-delay",
-        "seconds the oldest queued operation may wait before new requests get 503 overloaded",
+        "seconds a worker may be behind (event loop lag, or the wait a new operation would"
+        " have in a batch queue) before new requests get 503 overloaded",
         type=float,
         default=defaults.max_queue_delay,
     )

@@ -64,9 +64,10 @@ class Config:
     """Seconds within which every data request is answered (503 past them)."""
     max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
-    max_queue_delay: float = 1.0
-    """Seconds the oldest operation waiting for a batch may have waited before
-    new requests are refused with 503 ``overloaded``."""
+    max_queue_delay: float = 0.05
+    """Seconds a worker may be behind (its event loop's lag, or the wait a new
+    operation would have in a batch queue) before new requests are refused
+    with 503 ``overloaded``."""
     breaker_failures: int = 5
     """Backend calls failed in a row that open the circuit breaker."""
 

@@ -172,8 +172,9 @@ class Store:
         )
 
     def queue_delay(self) -> float:
-        """Seconds the oldest operation waiting for a batch has waited."""
-        return max(self._writes.waited(), *(reads.waited() for reads in self._reads.values()))
+        """Seconds a new operation would wait for a batch, at the longest
+        (see ``Batcher.behind``)."""
+        return max(self._writes.behind(), *(reads.behind() for reads in self._reads.values()))
 
     async def drain(self) -> None:
         """Wait for every queued read and write to finish (before closing the backend)."""
