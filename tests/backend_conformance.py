@@ -11,13 +11,21 @@ exactly what the service stores.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import orjson
 import pytest
 
-from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from itemstore_service.backends.base import (
+    Backend,
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Record,
+    Update,
+)
 from itemstore_service.keys import decode_key, encode_key, str_prefix
 from itemstore_wire.contract import Key
 
@@ -185,6 +193,57 @@ class BackendConformance:
             assert got == {key("c", i): rec(i) for i in range(1, 30)}
             assert await second.count("c") == 29
             assert await second.list_collections(after=None, limit=10) == ["c"]
+
+    # -- update_many ----------------------------------------------------------
+
+    async def test_update_many_sees_the_current_record_and_writes_its_result(
+        self, backend: Backend
+    ) -> None:
+        await self._put(backend, {key("c", "a"): rec(1, "v1"), key("c", "b"): rec(2, "v2")})
+        seen: dict[ItemKey, Record | None] = {}
+
+        def bump(k: ItemKey) -> Update:
+            def update(current: Record | None) -> Record | None:
+                seen[k] = current
+                n = 0 if current is None else orjson.loads(current.value)
+                return rec(n + 10, f"new-{n}", float_key=k[1] == key("c", 2.5)[1])
+
+            return update
+
+        updates = {k: bump(k) for k in (key("c", "a"), key("c", "new"), key("c", 2.5))}
+        updates[key("c", "b")] = lambda current: None  # leaves the item as it is
+        assert await backend.update_many(updates) == []
+        assert seen == {key("c", "a"): rec(1, "v1"), key("c", "new"): None, key("c", 2.5): None}
+        got = await backend.get_many(list(updates), consistent=True)
+        assert got == {
+            key("c", "a"): rec(11, "new-1"),
+            key("c", "b"): rec(2, "v2"),
+            key("c", "new"): rec(10, "new-0"),
+            key("c", 2.5): rec(10, "new-0", float_key=True),
+        }
+        assert await backend.list_collections(after=None, limit=10) == ["c"]
+        assert await backend.update_many({}) == []
+
+    async def test_concurrent_updates_from_two_openings_all_count(
+        self, open_backend: Opener
+    ) -> None:
+        counter = key("c", "n")
+
+        def increment(current: Record | None) -> Record:
+            n = 0 if current is None else orjson.loads(current.value)
+            return rec(n + 1, f"v{n + 1}")
+
+        async with open_backend() as first, open_backend() as second:
+            calls = [b.update_many({counter: increment}) for b in (first, second) * 4]
+            contended = await asyncio.gather(*calls)
+            done = sum(1 for keys in contended if not keys)
+            # Every update that says it applied counts once. None is given up
+            # on: a conditional write fails only when another one landed, so
+            # 8 racers need at most 8 attempts each.
+            assert await first.get_many([counter], consistent=True) == {
+                counter: rec(done, f"v{done}")
+            }
+            assert done == len(calls)
 
     # -- conditional writes ---------------------------------------------------
 

@@ -24,7 +24,15 @@ from itemstore_service import errors
 from itemstore_service.admission import ADMISSION
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends.base import Backend, ItemKey, Listed, Puts, Record, Records
+from itemstore_service.backends.base import (
+    Backend,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    Update,
+)
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
@@ -121,6 +129,9 @@ class Outage:
         raise self._fail()
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
+        raise self._fail()
+
+    async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
         raise self._fail()
 
     async def query(
@@ -406,6 +417,32 @@ async def drive_delete_item(plain: Api, secured: Api) -> None:
     await unauthorized_and_unavailable(plain, secured, "DELETE", ITEM, path)
 
 
+@driver("patchItem")
+async def drive_patch_item(plain: Api, secured: Api) -> None:
+    path = "/collections/c/items/alice"
+    await plain.call("PATCH", ITEM, path, 404, json={"increment": {"age": 1}})
+    etag = await put(plain, path, {"age": 31, "tags": []})
+    change = {"increment": {"age": 1}, "append": {"tags": ["x"]}, "set": {"a\\.b.c": 0}}
+    patched = await plain.call("PATCH", ITEM, path, 200, json=change)
+    assert patched.json() == {"age": 32, "tags": ["x"], "a.b": {"c": 0}}
+    merge = {"Content-Type": "application/merge-patch+json"}
+    merged = await plain.call("PATCH", ITEM, path, 200, data=b'{"a.b": null}', headers=merge)
+    assert merged.json() == {"age": 32, "tags": ["x"]}
+    stale = await plain.call("PATCH", ITEM, path, 412, json=change, headers={"If-Match": etag})
+    assert (stale.json()["current"], stale.json()["etag"]) == (
+        {"age": 32, "tags": ["x"]},
+        merged.headers["ETag"],
+    )
+    assert code(await plain.call("PATCH", ITEM, path, 400, json={"add": {"a": 1}})) == (
+        "invalid-patch"
+    )
+    answer = await plain.call("PATCH", ITEM, path, 400, json={"increment": {"tags": 1}})
+    assert code(answer) == "patch-conflict"
+    await plain.call("PATCH", ITEM, path, 413, json={"set": {"big": TOO_LARGE}})
+    await plain.call("PATCH", ITEM, path, 415, data=b"{}", headers={"Content-Type": "text/plain"})
+    await unauthorized_and_unavailable(plain, secured, "PATCH", ITEM, path, json=change)
+
+
 @driver("batch")
 async def drive_batch(plain: Api, secured: Api) -> None:
     path = "/collections/c/batch"
@@ -417,15 +454,21 @@ async def drive_batch(plain: Api, secured: Api) -> None:
         {"op": "delete", "key": "alice"},
         {"op": "get", "key": "alice"},
         {"op": "delete", "key": "bob"},
+        {"op": "patch", "key": 1, "merge": {"n": 1}},
+        {"op": "patch", "key": 1, "change": {"increment": {"n": 1}}},
+        {"op": "patch", "key": 1, "change": {"append": {"n": [1]}}},
     ]
     results = (await plain.call("POST", BATCH, path, 200, json={"ops": ops})).json()["results"]
-    assert [r["status"] for r in results] == [201, 201, 200, 200, 200, 404, 404]
+    assert [r["status"] for r in results] == [201, 201, 200, 200, 200, 404, 404, 200, 200, 400]
     assert results[2]["value"] == "one" and results[2]["etag"] == results[1]["etag"]
     assert results[4]["value"] == {"age": 32}
+    assert results[8]["value"] == {"n": 2}
+    assert results[9]["code"] == "patch-conflict"
     minimal = {"Prefer": "return=minimal"}
     answer = await plain.call("POST", BATCH, path, 200, json={"ops": ops}, headers=minimal)
     assert answer.headers["Preference-Applied"] == "return=minimal"
-    assert [r["status"] for r in answer.json()["results"]] == [204, 204, 200, 204, 200, 404, 404]
+    statuses = [r["status"] for r in answer.json()["results"]]
+    assert statuses == [204, 204, 200, 204, 200, 404, 404, 200, 200, 400]
     bad_ops = [{"op": "get", "key": "a"}, {"op": "patch", "key": "b"}, {"op": "put", "key": []}]
     answer = await plain.call("POST", BATCH, path, 400, json={"ops": bad_ops})
     assert code(answer) == "invalid-batch"
@@ -462,7 +505,7 @@ async def test_operation_answers_every_documented_status(
 async def test_unknown_routes_and_methods_answer_the_documented_problems(plain: Api) -> None:
     for method, path, status, name in [
         ("GET", "/nowhere", 404, "RouteNotFound"),
-        ("PATCH", "/collections/c/items/k", 405, "MethodNotAllowed"),
+        ("PATCH", "/collections/c/items", 405, "MethodNotAllowed"),
         ("POST", "/collections", 405, "MethodNotAllowed"),
     ]:
         response = await plain.client.request(method, path)

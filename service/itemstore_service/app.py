@@ -63,6 +63,7 @@ def create_app(config: Config) -> web.Application:
                 backend.TUNING,
                 coalesce=config.coalesce,
                 max_queued=queue_bound(config.max_inflight, config.limits.max_batch_ops),
+                max_value_bytes=config.limits.max_value_bytes,
             )
             admission.queue_delay = app[STORE].queue_delay
             yield

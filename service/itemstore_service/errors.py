@@ -49,6 +49,15 @@ class InvalidCursor(InvalidInput):
     pass
 
 
+class InvalidPatch(InvalidInput):
+    """A PATCH body that no stored value could accept."""
+
+
+class PatchConflict(InvalidInput):
+    """A valid change that the stored value does not fit (an increment of a
+    string); nothing was changed."""
+
+
 class ItemNotFound(ItemstoreError):
     pass
 
@@ -68,6 +77,11 @@ class ValueTooLarge(ItemstoreError):
 
 class BackendUnavailable(ItemstoreError):
     """Storage did not answer; a write may or may not have been applied."""
+
+
+class Contended(BackendUnavailable):
+    """An update gave up: other writers changed its item before every one of
+    its attempts to write. It was not applied."""
 
 
 class ShuttingDown(BackendUnavailable):

@@ -17,15 +17,18 @@ from aiohttp.typedefs import Handler
 
 from .errors import (
     BackendUnavailable,
+    Contended,
     InvalidBatch,
     InvalidCollectionName,
     InvalidCursor,
     InvalidInput,
     InvalidJSON,
     InvalidKey,
+    InvalidPatch,
     ItemNotFound,
     ItemstoreError,
     Overloaded,
+    PatchConflict,
     PreconditionFailed,
     ShuttingDown,
     ValueTooLarge,
@@ -78,6 +81,8 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     InvalidCollectionName: Problem(400, "invalid-collection-name", "Invalid collection name"),
     InvalidBatch: Problem(400, "invalid-batch", "Invalid batch"),
     InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor"),
+    InvalidPatch: Problem(400, "invalid-patch", "Invalid patch"),
+    PatchConflict: Problem(400, "patch-conflict", "Patch does not fit the stored value"),
     Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
     ItemNotFound: Problem(404, "item-not-found", "No item with this key"),
     RouteNotFound: Problem(404, "not-found", "No such route"),
@@ -88,6 +93,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     BackendUnavailable: Problem(
         503, "backend-unavailable", "Storage backend unavailable", retry_after=1
     ),
+    Contended: Problem(503, "contended", "Item too contended to update", retry_after=1),
     ShuttingDown: Problem(503, "shutting-down", "Service is shutting down", retry_after=1),
     Overloaded: Problem(503, "overloaded", "Service overloaded", retry_after=1),
 }
@@ -119,7 +125,7 @@ def problem_response(problem: Problem, detail: str, **members: Any) -> web.Respo
     return web.Response(status=problem.status, body=orjson.dumps(body), headers=headers)
 
 
-def _members(error: ItemstoreError) -> dict[str, Any]:
+def error_members(error: ItemstoreError) -> dict[str, Any]:
     """The extension members of ``error``'s problem body."""
     if isinstance(error, PreconditionFailed):
         current = error.current
@@ -135,7 +141,7 @@ def from_error(error: ItemstoreError) -> web.Response:
     problem = problem_for(type(error))
     if error.retry_after is not None:
         problem = replace(problem, retry_after=error.retry_after)
-    return problem_response(problem, error.detail, **_members(error))
+    return problem_response(problem, error.detail, **error_members(error))
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:

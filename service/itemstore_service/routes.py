@@ -18,6 +18,7 @@ from . import __version__
 from .appkeys import CONFIG, STORE
 from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
+from .problems import error_members, problem_for
 from .store import Op, OpResult, Outcome
 from .validation import (
     batch_ops,
@@ -25,6 +26,7 @@ from .validation import (
     flag,
     json_value,
     page_size,
+    patch_change,
     path_key,
     prefers_minimal,
 )
@@ -41,6 +43,7 @@ STATUS: Final[Mapping[Outcome, int]] = {
     Outcome.REPLACED: 200,
     Outcome.WRITTEN: 204,
     Outcome.DELETED: 200,
+    Outcome.PATCHED: 200,
 }
 """The HTTP status of each store outcome (also each batch op's ``status``)."""
 
@@ -110,6 +113,19 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
+@routes.patch("/collections/{name}/items/{key}")
+async def patch_item(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    name = collection_name(request)
+    key = path_key(request, config.limits)
+    if "If-None-Match" in request.headers:
+        raise InvalidInput("PATCH takes If-Match only: it changes an item that exists")
+    expected = if_match(request)
+    change = await patch_change(request)
+    record = await request.app[STORE].patch(name, key, change, if_match=expected)
+    return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
+
+
 @routes.post("/collections/{name}/items")
 async def create_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
@@ -142,6 +158,14 @@ async def list_items(request: web.Request) -> web.Response:
 
 
 def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:
+    if result.error is not None:  # a patch that did not apply: its problem, inline
+        problem = problem_for(type(result.error))
+        return {
+            "status": problem.status,
+            "code": problem.code,
+            "detail": result.error.detail,
+            **error_members(result.error),
+        }
     answer: dict[str, Any] = {"status": STATUS[result.outcome]}
     if result.record is not None:
         if op.kind != "put":

@@ -6,7 +6,9 @@ reads and writes through batchers: concurrent reads become one ``get_many``,
 concurrent puts and deletes one ``write_many`` (group commit). A write is
 answered only after the batch that carries it is durable. Conditional writes
 go straight to the backend's single-item conditional calls: they cannot share
-a batch. A blind put (its caller does not ask whether it created or replaced
+a batch. Patches (partial updates) are batched apart: concurrent patches
+become one ``update_many``, which applies each to the record it reads,
+atomically per item. A blind put (its caller does not ask whether it created or replaced
 the item) needs no read of the record it replaces.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import itertools
 import os
 import secrets
 import time
@@ -22,23 +25,35 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from itemstore_wire.contract import COLLECTION_NAME, Key
+from itemstore_wire import exactjson
+from itemstore_wire.contract import COLLECTION_NAME, Key, Limits
 
 from . import deadlines
-from .backends.base import Backend, ConditionFailed, ItemKey, Record
+from .backends.base import Backend, ConditionFailed, ItemKey, Record, Update
 from .batching import Batcher, Tuning
-from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
+from .errors import (
+    Contended,
+    InvalidCursor,
+    ItemNotFound,
+    ItemstoreError,
+    PatchConflict,
+    PreconditionFailed,
+    ValueTooLarge,
+)
 from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
+from .patching import Change, apply
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
     """One operation of a batch, with its key already typed and its value
-    already validated (``value`` is the stored JSON bytes for a put)."""
+    already validated (``value`` is the stored JSON bytes for a put;
+    ``change`` what a patch does)."""
 
-    kind: Literal["get", "put", "delete"]
+    kind: Literal["get", "put", "delete", "patch"]
     key: Key
     value: bytes = b""
+    change: Change | None = None
 
 
 class Outcome(enum.Enum):
@@ -50,15 +65,18 @@ class Outcome(enum.Enum):
     REPLACED = "replaced"  # a put replaced an item
     WRITTEN = "written"  # a blind put stored an item, present before or not
     DELETED = "deleted"  # a delete removed the item
+    PATCHED = "patched"  # a patch changed the item
+    REFUSED = "refused"  # a patch did not apply: ``error`` says why
 
 
 @dataclass(frozen=True, slots=True)
 class OpResult:
     """One op's outcome; ``record`` is the value read, written or removed
-    (None when the outcome is MISSING)."""
+    (None when the outcome is MISSING or REFUSED)."""
 
     outcome: Outcome
     record: Record | None = None
+    error: ItemstoreError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +115,13 @@ class _Delete:
 
 
 _Queued = _Get | _Put | _Delete
+
+
+@dataclass(frozen=True, slots=True)
+class _Patch:
+    key: ItemKey
+    change: Change
+    expected: str | None = None  # If-Match: the version the item must have
 
 
 def new_version() -> str:
@@ -148,8 +173,10 @@ class Store:
         *,
         coalesce: bool = True,
         max_queued: int | None = None,
+        max_value_bytes: int = Limits().max_value_bytes,
     ) -> None:
         self.backend = backend
+        self.max_value_bytes = max_value_bytes
         if not coalesce:  # one backend call per request: only for measuring what batching buys
             tuning = Tuning(1, 1 << 30, 1, 1 << 30)
         self._reads = {
@@ -170,15 +197,28 @@ class Store:
             name="write",
             writes=True,
         )
+        self._updates = Batcher[_Patch, OpResult](
+            self._update_batch,
+            max_batch=tuning.write_batch,
+            max_in_flight=tuning.write_in_flight,
+            max_queued=max_queued,
+            name="update",
+            writes=True,
+        )
 
     def queue_delay(self) -> float:
         """Seconds a new operation would wait for a batch, at the longest
         (see ``Batcher.behind``)."""
-        return max(self._writes.behind(), *(reads.behind() for reads in self._reads.values()))
+        return max(
+            self._writes.behind(),
+            self._updates.behind(),
+            *(reads.behind() for reads in self._reads.values()),
+        )
 
     async def drain(self) -> None:
         """Wait for every queued read and write to finish (before closing the backend)."""
         await self._writes.drain()
+        await self._updates.drain()
         for batcher in self._reads.values():
             await batcher.drain()
 
@@ -239,6 +279,64 @@ class Store:
                 state.pop(op.key, None)
         return results
 
+    async def _update_batch(self, ops: list[_Patch]) -> list[OpResult]:
+        """Apply ``ops`` in order with one ``update_many``: the ops of one key
+        make one update, which the backend may run again after a concurrent
+        write (each run answers every op afresh)."""
+        results = [OpResult(Outcome.MISSING)] * len(ops)
+        by_key: dict[ItemKey, list[int]] = {}
+        for index, op in enumerate(ops):
+            by_key.setdefault(op.key, []).append(index)
+
+        def update_of(indexes: list[int]) -> Update:
+            def update(current: Record | None) -> Record | None:
+                record = current
+                for index in indexes:
+                    results[index] = result = self._patched(ops[index], record)
+                    if result.outcome is Outcome.PATCHED:
+                        record = result.record
+                return None if record is current else record
+
+            return update
+
+        contended = await self.backend.update_many(
+            {key: update_of(indexes) for key, indexes in by_key.items()}
+        )
+        for key in contended:
+            error = Contended(
+                "other writers kept changing the item while this patch was applied;"
+                " it was not applied: retry"
+            )
+            for index in by_key[key]:
+                results[index] = OpResult(Outcome.REFUSED, error=error)
+        return results
+
+    def _patched(self, op: _Patch, current: Record | None) -> OpResult:
+        """What ``op`` makes of ``current``: PATCHED with the new record,
+        MISSING, or REFUSED with the error to answer."""
+        if current is None:
+            return OpResult(Outcome.MISSING)
+        if op.expected is not None and current.version != op.expected:
+            failed = PreconditionFailed(
+                "the item is not in the expected state; its current value and etag are attached",
+                current=current,
+            )
+            return OpResult(Outcome.REFUSED, error=failed)
+        try:
+            value = exactjson.dumps(apply(exactjson.loads(current.value), op.change))
+        except PatchConflict as conflict:
+            return OpResult(Outcome.REFUSED, error=conflict)
+        except (TypeError, ValueError):  # nests too deeply for exactjson
+            too_deep = PatchConflict("the stored value nests too deeply to patch: PUT it whole")
+            return OpResult(Outcome.REFUSED, error=too_deep)
+        if len(value) > self.max_value_bytes:
+            too_large = ValueTooLarge(
+                f"the patched value would be {len(value)} bytes of JSON; the limit is"
+                f" {self.max_value_bytes} bytes"
+            )
+            return OpResult(Outcome.REFUSED, error=too_large)
+        return OpResult(Outcome.PATCHED, Record(value, new_version(), current.float_key))
+
     # -- items ------------------------------------------------------------
 
     async def get(self, collection: str, key: Key, *, consistent: bool = False) -> Record:
@@ -296,6 +394,22 @@ class Store:
                 ) from None
             raise _precondition_failed(key, failed.current) from None
 
+    async def patch(
+        self, collection: str, key: Key, change: Change, *, if_match: str | None = None
+    ) -> Record:
+        """Apply ``change`` to the item's value, atomically; return the new
+        record. ItemNotFound when absent; with ``if_match``, PreconditionFailed
+        unless the stored version is that one; PatchConflict when the value
+        does not fit the change; ValueTooLarge when the result is over the
+        limit; Contended when other writers kept it from applying."""
+        result = await self._updates.submit(_Patch((collection, encode_key(key)), change, if_match))
+        if result.outcome is Outcome.MISSING:
+            raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
+        if result.error is not None:
+            raise result.error
+        assert result.record is not None
+        return result.record
+
     async def create(self, collection: str, value: bytes) -> tuple[str, Record]:
         """Store ``value`` under a new time-ordered key; return the key and
         the record written."""
@@ -308,12 +422,23 @@ class Store:
     ) -> list[OpResult]:
         """Apply ``ops`` in order, as if one after another (not atomically).
         Batches of gets only are served by the read coalescer. ``blind``: every
-        put is blind (WRITTEN, see ``put``)."""
+        put is blind (WRITTEN, see ``put``). Patches go to the update batcher,
+        each run of them after the ops before it."""
         if all(op.kind == "get" for op in ops):
             keys = [(collection, encode_key(op.key)) for op in ops]
             records = await self._reads[False].submit_group(keys)
             return [_read_result(record) for record in records]
-        return await self._writes.submit_group([_queued(collection, op, blind) for op in ops])
+        results: list[OpResult] = []
+        for patches, run in itertools.groupby(ops, key=lambda op: op.kind == "patch"):
+            if patches:
+                results += await self._updates.submit_group(
+                    [_Patch((collection, encode_key(op.key)), _change(op)) for op in run]
+                )
+            else:
+                results += await self._writes.submit_group(
+                    [_queued(collection, op, blind) for op in run]
+                )
+        return results
 
     # -- listings ---------------------------------------------------------
 
@@ -369,6 +494,11 @@ def _queued(collection: str, op: Op, blind: bool) -> _Queued:
     if op.kind == "put":
         return _Put(item_key, Record(op.value, new_version(), _is_float(op.key)), blind)
     return _Delete(item_key)
+
+
+def _change(op: Op) -> Change:
+    assert op.change is not None, "a patch op carries its change"
+    return op.change
 
 
 def _read_result(record: Record | None) -> OpResult:

@@ -27,6 +27,7 @@ from .errors import (
     ValueTooLarge,
 )
 from .keys import check_json_key, key_bytes, parse_path_key
+from .patching import Change, parse_merge_patch, parse_operations
 from .problems import UnsupportedMediaType
 from .store import Op
 
@@ -171,6 +172,24 @@ async def json_value(request: web.Request, limits: Limits) -> bytes:
     return body
 
 
+MERGE_PATCH = "application/merge-patch+json"
+
+
+async def patch_change(request: web.Request) -> Change:
+    """The change a PATCH body asks: update operations (application/json)
+    or a JSON Merge Patch (application/merge-patch+json), checked whole."""
+    _check_json_content_type(request)
+    if request.content_type not in ("application/json", MERGE_PATCH):
+        raise UnsupportedMediaType(
+            f"PATCH takes application/json (update operations) or {MERGE_PATCH},"
+            f" not {request.content_type!r}"
+        )
+    document = _loads(await _body(request))
+    if request.content_type == MERGE_PATCH:
+        return parse_merge_patch(document)
+    return parse_operations(document)
+
+
 async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
     """Every op of a batch body, or InvalidBatch listing each bad op: nothing
     of a batch is written unless all of it is valid. A body over
@@ -208,11 +227,19 @@ def _batch_op(raw: object, limits: Limits) -> Op:
     if not isinstance(raw, dict):
         raise InvalidInput('each op must be an object like {"op": "get", "key": "k"}')
     kind = raw.get("op")
-    if kind not in ("get", "put", "delete"):
-        raise InvalidInput(f"op must be get, put or delete, not {kind!r}")
+    if kind not in ("get", "put", "delete", "patch"):
+        raise InvalidInput(f"op must be get, put, delete or patch, not {kind!r}")
     if "key" not in raw:
         raise InvalidInput("op has no key")
     key = check_key(check_json_key(raw["key"]), limits)
+    if kind == "patch":
+        if ("change" in raw) == ("merge" in raw):
+            raise InvalidInput(
+                'patch op takes "change" (update operations) or "merge" (a JSON Merge Patch)'
+            )
+        if "merge" in raw:
+            return Op("patch", key, change=parse_merge_patch(raw["merge"]))
+        return Op("patch", key, change=parse_operations(raw["change"]))
     if kind != "put":
         return Op(kind, key)
     if "value" not in raw:

@@ -30,6 +30,12 @@ class Record:
     float_key: bool = False
 
 
+Update = Callable[["Record | None"], "Record | None"]
+"""Given an item's current record (None when absent), the record to store in
+its place, or None to leave the item as it is. Pure and never raising: a
+backend may call it more than once (after a concurrent write), and stores
+what its last call returned."""
+
 Puts = Mapping[ItemKey, Record]
 """Records to store, by key."""
 
@@ -78,6 +84,14 @@ class Backend(Protocol):
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         """Store ``record`` only if the item's version is ``expected`` (None:
         only if absent). Return the previous record; raise ConditionFailed."""
+        ...
+
+    async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
+        """Replace each item by what its update makes of its current record,
+        atomically per item: no write of another caller lands between the
+        read an update sees and the write of its result. Return the keys left
+        unchanged because other writers kept changing them (bounded retries);
+        every other update is durable on return."""
         ...
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:

@@ -27,6 +27,7 @@ from collections.abc import (
     AsyncIterator,
     Collection,
     Iterable,
+    Mapping,
     Sequence,
 )
 from contextlib import asynccontextmanager
@@ -36,7 +37,16 @@ import aioboto3
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
-from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
+from .base import (
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    RetryHook,
+    Update,
+)
 from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
 from .dynamodb_listing import ShardReader, merge_shards
 from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
@@ -53,6 +63,7 @@ REGISTRY_PK = "#collections"
 MAX_BATCH_GET = 100  # DynamoDB's limit per BatchGetItem
 MAX_BATCH_WRITE = 25  # DynamoDB's limit per BatchWriteItem
 REGISTRY_TTL = 30.0  # seconds a process trusts its own registration of a collection
+UPDATE_ATTEMPTS = 8  # conditional writes an update tries before it gives up as contended
 
 
 def _item_key(item: Item) -> ItemKey:
@@ -223,6 +234,40 @@ class DynamoDBBackend:
         response = await self._write_if("PutItem", key, expected, Item=self._item(key, record))
         old = response.get("Attributes")
         return record_of(old) if old else None
+
+    async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
+        """Per item: a consistent read, then a PutItem conditioned on the
+        version read; when another writer came first, the update runs again
+        on the record the failed condition returns, after a short jittered
+        pause (at most UPDATE_ATTEMPTS writes). Values are opaque orjson
+        bytes, so UpdateItem cannot change a field inside them."""
+        if not updates:
+            return []
+        current = await self._get_many(list(updates), consistent=True, values=True)
+        done = await run_all(
+            self._update(key, update, current.get(key)) for key, update in updates.items()
+        )
+        return [key for key, ok in zip(updates, done, strict=True) if not ok]
+
+    async def _update(self, key: ItemKey, update: Update, current: Record | None) -> bool:
+        for attempt in range(UPDATE_ATTEMPTS):
+            record = update(current)
+            if record is None:
+                return True
+            if current is None:
+                await self._register([key[0]])
+            try:
+                await self._write_if(
+                    "PutItem",
+                    key,
+                    None if current is None else current.version,
+                    Item=self._item(key, record),
+                )
+                return True
+            except ConditionFailed as failed:
+                current = failed.current
+            await asyncio.sleep(self.retry.delay(attempt) / 4)
+        return False
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         response = await self._write_if("DeleteItem", key, expected, Key=self._key(key))

@@ -25,14 +25,23 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
-from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
+from .base import (
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    RetryHook,
+    Update,
+)
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
 
 try:
@@ -307,6 +316,17 @@ class SQLiteBackend:
                 raise ConditionFailed(current)
             self._upsert(conn, [(key, record)])
             return current
+
+        return await self._run(self._writer, lambda: self._transaction(body))
+
+    async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
+        # One transaction: the updates read and write under the writer lock,
+        # so no other worker process writes in between; never contended.
+        def body(conn: sqlite3.Connection) -> list[ItemKey]:
+            found = self._select(conn, list(updates))
+            changed = [(key, update(found.get(key))) for key, update in updates.items()]
+            self._upsert(conn, [(key, record) for key, record in changed if record is not None])
+            return []
 
         return await self._run(self._writer, lambda: self._transaction(body))
 

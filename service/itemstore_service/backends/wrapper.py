@@ -3,10 +3,10 @@ one place where a wrapper (metrics, the circuit breaker) adds what it does."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import TypeVar
 
-from .base import Backend, ItemKey, Listed, Puts, Record, Records
+from .base import Backend, ItemKey, Listed, Puts, Record, Records, Update
 
 T = TypeVar("T")
 
@@ -34,6 +34,9 @@ class BackendWrapper:
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         return await self._call("put_if", self.inner.put_if(key, record, expected=expected))
+
+    async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
+        return await self._call("update_many", self.inner.update_many(updates))
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         return await self._call("delete_if", self.inner.delete_if(key, expected=expected))
