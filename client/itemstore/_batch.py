@@ -12,13 +12,16 @@ from itemstore_wire.exactjson import dumps
 
 from ._keys import check_key
 
-BatchKind = Literal["get", "put", "delete"]
+BatchKind = Literal["get", "put", "delete", "patch"]
+
+_BODY_FIELD = {"put": b"value", "patch": b"change"}
 
 
 @dataclass(frozen=True, slots=True)
 class BatchOp:
     """One op of a batch call: ``value`` is the already encoded JSON value of a
-    put; ``encoded`` is the op as it goes on the wire (made once, here)."""
+    put, or the update operations of a patch (``{"increment": {"n": 1}}``);
+    ``encoded`` is the op as it goes on the wire (made once, here)."""
 
     kind: BatchKind
     key: Key
@@ -27,7 +30,10 @@ class BatchOp:
 
     def __post_init__(self) -> None:
         head = dumps({"op": self.kind, "key": check_key(self.key)})
-        encoded = head if self.value is None else head[:-1] + b',"value":' + self.value + b"}"
+        if self.value is None:
+            encoded = head
+        else:
+            encoded = head[:-1] + b',"' + _BODY_FIELD[self.kind] + b'":' + self.value + b"}"
         object.__setattr__(self, "encoded", encoded)
 
 

@@ -18,6 +18,11 @@ MISSING: Any = object()
 """The default of ``pop`` when none is given."""
 
 
+def operations(**by_operator: Any) -> dict[str, Any]:
+    """The update operations of a PATCH body: the operators given (not None)."""
+    return {name: value for name, value in by_operator.items() if value is not None}
+
+
 def pairs_of(other: Any, kwargs: Mapping[str, Any]) -> Iterator[tuple[Key, Any]]:
     """The ``(key, value)`` pairs of ``dict.update``'s arguments, by dict's rules."""
     if isinstance(other, Mapping):
@@ -68,6 +73,19 @@ class CollectionFlows:
         if item is None:
             raise KeyError(key)
         return item
+
+    def patch(
+        self, key: Key, change: Mapping[str, Any], merge: Any, if_match: str | None
+    ) -> Flow[Any]:
+        """The new value after update operations ``change``, or after the JSON
+        Merge Patch ``merge`` when it is not MISSING; KeyError when absent."""
+        body, is_merge = (dumps(change), False) if merge is MISSING else (dumps(merge), True)
+        item: Item | None = yield self.core.patch(
+            self.name, key, body, merge=is_merge, if_match=if_match
+        )
+        if item is None:
+            raise KeyError(key)
+        return item.value
 
     def contains(self, key: object) -> Flow[bool]:
         found = lookup_key(key)

@@ -24,6 +24,7 @@ from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailabl
 
 T = TypeVar("T")
 JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
 DEFAULT_URL = "http://127.0.0.1:8080"
 MINIMAL = {"Prefer": "return=minimal"}
 """Asks for a blind write (RFC 7240): puts answer 204 with the ETag and no
@@ -317,6 +318,33 @@ class Core:
 
         return Call(req, decode)
 
+    def patch(
+        self,
+        collection: str,
+        key: Key,
+        change: bytes,
+        *,
+        merge: bool = False,
+        if_match: str | None = None,
+    ) -> Call[Item | None]:
+        """Apply encoded update operations (or, with ``merge``, a JSON Merge
+        Patch) to an item: decodes to the new value and ETag, None when absent.
+        Never replayed once it may have applied: an increment would count twice."""
+        path, query = self._item(collection, key)
+        headers = {"Content-Type": MERGE_PATCH} if merge else {}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        req = self._request(
+            "PATCH", path, query, body=change, headers=headers, replay=Replay.IF_NOT_APPLIED
+        )
+
+        def decode(r: Response) -> Item | None:
+            if _is_item_missing(r):
+                return None
+            return Item(self._json(req, r, 200), _etag(r))
+
+        return Call(req, decode)
+
     def add(self, collection: str, value: bytes) -> Call[tuple[str, str]]:
         """Store under a new server-made key: decodes to ``(key, etag)``."""
         path = f"/collections/{check_collection_name(collection)}/items"
@@ -376,11 +404,12 @@ class Core:
     ) -> Call[list[OpResult]]:
         """One batch call of ``ops``; results in op order. A result that is
         neither a success nor a 404 raises its problem. Gets and puts are safe
-        to replay; a delete is not (a replay would report it as not found).
+        to replay; a delete is not (a replay would report it as not found),
+        nor a patch (an increment would count twice).
         ``minimal``: blind puts, each answered 204 with its ETag."""
         body = b'{"ops":[' + b",".join(op.encoded for op in ops) + b"]}"
-        has_delete = any(op.kind == "delete" for op in ops)
-        replay = Replay.IF_NOT_APPLIED if has_delete else Replay.SAFE
+        once = any(op.kind in ("delete", "patch") for op in ops)
+        replay = Replay.IF_NOT_APPLIED if once else Replay.SAFE
         path = f"/collections/{check_collection_name(collection)}/batch"
         headers = MINIMAL if minimal else None
         req = self._request("POST", path, body=body, headers=headers, replay=replay)

@@ -12,7 +12,7 @@ from ._batch import BatchOp
 from ._collection_flows import MISSING, CollectionFlows
 from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped
 from ._keys import KeyTag, lookup_key
-from ._protocol import Core, Item
+from ._protocol import Core, Item, OpResult
 from ._session_state import Entry, SessionState
 
 
@@ -115,10 +115,20 @@ class SessionFlows:
 
     def commit(self) -> Flow[int]:
         """Send every pending change, one batch call per ``max_batch_ops``,
-        puts as blind writes; the number of ops sent. The cache stays valid
-        afterwards."""
+        puts as blind writes, increments last; the number of ops sent. The
+        cache stays valid afterwards. KeyError (once all is sent) when an
+        incremented item was absent."""
         plan = self.state.plan()
+        results: list[OpResult] = []
         if plan.ops:
-            yield from batch(self.core, self.name, plan.ops, minimal=True)
-        self.state.committed(plan)
+            results = yield from batch(self.core, self.name, plan.ops, minimal=True)
+        first_patch = len(plan.ops) - plan.patches
+        patched = [
+            (op.key, result.value if result.status == 200 else None)
+            for op, result in zip(plan.ops[first_patch:], results[first_patch:], strict=True)
+        ]
+        self.state.committed(plan, patched)
+        absent = [key for key, value in patched if value is None]
+        if absent:
+            raise KeyError(absent[0])
         return len(plan.ops)

@@ -39,6 +39,8 @@ class CommitPlan:
     ops: list[BatchOp]
     after: list[tuple[Entry, bytes | None]] = field(default_factory=list)
     """Each changed entry with its new remote encoding (None: deleted)."""
+    patches: int = 0
+    """How many of the ops, at the end, are the session's increments."""
 
 
 class SessionState:
@@ -47,6 +49,7 @@ class SessionState:
 
     def __init__(self) -> None:
         self._entries: dict[KeyTag, Entry] = {}
+        self._increments: list[BatchOp] = []
 
     def lookup(self, key: Key) -> Entry | None:
         return self._entries.get(key_tag(check_key(key)))
@@ -72,6 +75,13 @@ class SessionState:
             self._entries[tag] = Entry(key, True, value, Remote.UNKNOWN, written=True)
             return
         entry.key, entry.present, entry.value, entry.written = key, True, value, True
+
+    def increment(self, key: Key, path: str, by: int | float) -> None:
+        """Buffer an increment, sent as a patch op after the puts and deletes."""
+        if not isinstance(by, int | float) or isinstance(by, bool):
+            raise TypeError(f"increment takes a number, not {type(by).__name__}")
+        change = dumps({"increment": {path: by}})
+        self._increments.append(BatchOp("patch", check_key(key), change))
 
     def delete(self, entry: Entry) -> None:
         entry.present, entry.value, entry.written = False, None, False
@@ -128,8 +138,9 @@ class SessionState:
 
     def plan(self) -> CommitPlan:
         """The ops that make the service match the session: puts for assigned or
-        changed values, deletes for removed ones; untouched reads send nothing."""
-        plan = CommitPlan([])
+        changed values, deletes for removed ones, then the increments;
+        untouched reads send nothing."""
+        plan = CommitPlan([], patches=len(self._increments))
         for e in self._entries.values():
             if e.present:
                 data = dumps(e.value)
@@ -139,13 +150,21 @@ class SessionState:
             elif e.remote is not Remote.ABSENT:
                 plan.ops.append(BatchOp("delete", e.key))
                 plan.after.append((e, None))
+        plan.ops.extend(self._increments)
         return plan
 
-    def committed(self, plan: CommitPlan) -> None:
+    def committed(self, plan: CommitPlan, patched: list[tuple[Key, Any]]) -> None:
+        """After a commit; ``patched``: each incremented key with its new value
+        as the service answered (None when absent): the cache takes it."""
         for entry, data in plan.after:
             entry.remote = Remote.PRESENT if data is not None else Remote.ABSENT
             entry.snapshot = data
             entry.written = False
+        self._increments.clear()
+        for key, value in patched:
+            self._entries.pop(key_tag(key), None)
+            self.loaded(key, value is not None, value)
 
     def reset(self) -> None:
         self._entries.clear()
+        self._increments.clear()

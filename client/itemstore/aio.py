@@ -15,7 +15,7 @@ from . import _flows as flows
 from ._async_transport import AsyncTransport
 from ._batch import BatchOp
 from ._client_base import BaseClient
-from ._collection_flows import MISSING, CollectionFlows, pairs_of
+from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
 from ._protocol import Call, Item, OpResult
 from ._session_flows import SessionFlows
 
@@ -139,6 +139,24 @@ class AsyncCollection(_AsyncFlowMapping):
         """``del c[key]``: returns the removed item; KeyError when absent."""
         return await self.client.run_flow(self._flows.delete(key, if_match))
 
+    async def patch(
+        self,
+        key: Key,
+        *,
+        set: Mapping[str, Any] | None = None,
+        increment: Mapping[str, int | float] | None = None,
+        append: Mapping[str, list[Any]] | None = None,
+        prepend: Mapping[str, list[Any]] | None = None,
+        delete: list[str] | None = None,
+        merge: Any = MISSING,
+        if_match: str | None = None,
+    ) -> Any:
+        """Change part of an item atomically; return its new value (as the sync ``patch``)."""
+        change = operations(
+            set=set, increment=increment, append=append, prepend=prepend, delete=delete
+        )
+        return await self.client.run_flow(self._flows.patch(key, change, merge, if_match))
+
     async def is_empty(self) -> bool:
         """``not c``."""
         return await self.client.run_flow(self._flows.is_empty())
@@ -212,6 +230,10 @@ class AsyncSession(_AsyncFlowMapping):
 
     async def set(self, key: Key, value: Any) -> None:
         self._flows.state.assign(key, value)
+
+    async def increment(self, key: Key, path: str, by: int | float = 1) -> None:
+        """Add ``by`` to the number at ``path`` at commit (as the sync ``increment``)."""
+        self._flows.state.increment(key, path, by)
 
     async def delete(self, key: Key) -> None:
         await self.client.run_flow(self._flows.delete(key))

@@ -12,7 +12,7 @@ from itemstore_wire.contract import Key, Limits
 from . import _flows as flows
 from ._batch import BatchOp
 from ._client_base import BaseClient
-from ._collection_flows import MISSING, CollectionFlows, pairs_of
+from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
 from ._protocol import Call, Item, OpResult
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
@@ -198,6 +198,28 @@ class Collection(_FlowMapping):
         """Remove an item and return it; KeyError when absent."""
         return self.client.run_flow(self._flows.delete(key, if_match))
 
+    def patch(
+        self,
+        key: Key,
+        *,
+        set: Mapping[str, Any] | None = None,
+        increment: Mapping[str, int | float] | None = None,
+        append: Mapping[str, list[Any]] | None = None,
+        prepend: Mapping[str, list[Any]] | None = None,
+        delete: list[str] | None = None,
+        merge: Any = MISSING,
+        if_match: str | None = None,
+    ) -> Any:
+        """Change part of an item atomically; return its new value. Paths are
+        dotted field names (``"profile.name"``, ``"tags.0"``; ``\\.`` is a dot
+        in a name). ``merge`` sends a JSON Merge Patch instead. KeyError when
+        absent; ``ValidationError`` when the change does not fit the value;
+        ``PreconditionFailed`` when ``if_match`` is not the item's ETag."""
+        change = operations(
+            set=set, increment=increment, append=append, prepend=prepend, delete=delete
+        )
+        return self.client.run_flow(self._flows.patch(key, change, merge, if_match))
+
     def add(self, value: Any) -> str:
         """Store ``value`` under a new time-ordered key made by the service; return the key."""
         return self.client.run_flow(self._flows.add(value))
@@ -279,6 +301,12 @@ class Session(_FlowMapping):
 
     def delete(self, key: Key) -> None:
         del self[key]
+
+    def increment(self, key: Key, path: str, by: int | float = 1) -> None:
+        """Add ``by`` to the number at ``path`` of the item, at commit, as a
+        patch (so concurrent sessions' increments all count); KeyError from
+        commit when the item is absent then."""
+        self._flows.state.increment(key, path, by)
 
     def to_dict(self) -> dict[Key, Any]:
         return dict(self._walk())

@@ -60,7 +60,7 @@ def test_session_state_plans_only_real_changes() -> None:
             b'{"op":"put","key":"new","value":[1]}',
         ]
     )
-    state.committed(plan)
+    state.committed(plan, [])
     assert state.plan().ops == []
     read.value["a"] = 1  # same as before: nothing to send
     assert state.plan().ops == []

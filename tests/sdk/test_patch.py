@@ -1,0 +1,104 @@
+"""Partial updates from the SDK: ``patch`` on both clients, and a session's
+``increment`` sent as a patch op at commit, against the real service."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from itemstore import AsyncClient, Client, Collection, PreconditionFailed, ValidationError
+
+
+def test_patch_returns_the_new_value(coll: Collection) -> None:
+    coll["ada"] = {"name": "A", "visits": 1, "tags": ["a"], "tmp": 0}
+    new = coll.patch(
+        "ada",
+        set={"name": "Ada", "address.city": "London"},
+        increment={"visits": 2},
+        append={"tags": ["b"]},
+        prepend={"log": ["first"]},
+        delete=["tmp"],
+    )
+    expected = {
+        "name": "Ada",
+        "address": {"city": "London"},
+        "visits": 3,
+        "tags": ["a", "b"],
+        "log": ["first"],
+    }
+    assert new == expected
+    assert coll["ada"] == expected
+    assert coll.patch("ada", merge={"address": None, "visits": 0}) == {
+        "name": "Ada",
+        "visits": 0,
+        "tags": ["a", "b"],
+        "log": ["first"],
+    }
+
+
+def test_patch_errors(coll: Collection) -> None:
+    with pytest.raises(KeyError):
+        coll.patch("absent", increment={"n": 1})
+    etag = coll.set("k", {"n": "one"})
+    with pytest.raises(ValidationError) as refused:
+        coll.patch("k", increment={"n": 1})
+    assert refused.value.code == "patch-conflict"
+    coll["k"] = {"n": 1}
+    with pytest.raises(PreconditionFailed) as stale:
+        coll.patch("k", increment={"n": 1}, if_match=etag)
+    assert stale.value.current == {"n": 1}
+    assert coll["k"] == {"n": 1}
+
+
+def test_threads_incrementing_one_counter_all_count(sync_client: Client) -> None:
+    coll = sync_client.collection(f"c-{uuid.uuid4().hex[:12]}")
+    coll["hits"] = {"n": 0}
+
+    def work() -> None:
+        for _ in range(10):
+            coll.patch("hits", increment={"n": 1})
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert coll["hits"] == {"n": 80}
+
+
+def test_session_increment_is_a_patch_at_commit(sync_client: Client) -> None:
+    name = f"c-{uuid.uuid4().hex[:12]}"
+    sync_client.collection(name)["page"] = {"visits": 1}
+    first, second = sync_client.session(name), sync_client.session(name)
+    assert first["page"] == second["page"] == {"visits": 1}  # both read before either commits
+    first.increment("page", "visits")
+    second.increment("page", "visits", 2)
+    assert first.commit() == 1
+    assert second.commit() == 1
+    assert sync_client.collection(name)["page"] == {"visits": 4}
+    assert second["page"] == {"visits": 4}  # the cache holds what the patch answered
+    with sync_client.session(name) as session:
+        session["new"] = {"n": 10}  # puts go first: the increment sees the new item
+        session.increment("new", "n", -1)
+    assert sync_client.collection(name)["new"] == {"n": 9}
+    session = sync_client.session(name)
+    session.increment("absent", "n")
+    with pytest.raises(KeyError):
+        session.commit()
+    with pytest.raises(TypeError):
+        session.increment("page", "visits", "1")  # type: ignore[arg-type]
+
+
+async def test_async_patch_and_session_increment(async_client: AsyncClient) -> None:
+    name = f"a-{uuid.uuid4().hex[:12]}"
+    coll = async_client.collection(name)
+    await coll.set("k", {"n": 1, "tags": []})
+    assert await coll.patch("k", increment={"n": 1}, append={"tags": [1]}) == {
+        "n": 2,
+        "tags": [1],
+    }
+    async with async_client.session(name) as session:
+        await session.increment("k", "n", 3)
+    assert await coll.getitem("k") == {"n": 5, "tags": [1]}
