@@ -79,7 +79,7 @@ class BackendUnavailable(ItemstoreError):
     """Storage did not answer; a write may or may not have been applied."""
 
 
-class Contended(BackendUnavailable):
+class Contended(ItemstoreError):
     """An update gave up: other writers changed its item before every one of
     its attempts to write. It was not applied."""
 

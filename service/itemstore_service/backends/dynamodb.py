@@ -238,8 +238,8 @@ class DynamoDBBackend:
     async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
         """Per item: a consistent read, then a PutItem conditioned on the
         version read; when another writer came first, the update runs again
-        on the record the failed condition returns, after a short jittered
-        pause (at most UPDATE_ATTEMPTS writes). Values are opaque orjson
+        at once on the record the failed condition returns, then after short
+        jittered pauses on a fresh read (at most UPDATE_ATTEMPTS writes). Values are opaque orjson
         bytes, so UpdateItem cannot change a field inside them."""
         if not updates:
             return []
@@ -266,7 +266,11 @@ class DynamoDBBackend:
                 return True
             except ConditionFailed as failed:
                 current = failed.current
-            await asyncio.sleep(self.retry.delay(attempt) / 4)
+            if attempt >= 1:
+                # Still losing: step aside a moment, then read what is there
+                # (the record the failed write saw is stale by then).
+                await asyncio.sleep(self.retry.delay(attempt) / 4)
+                current = (await self.get_many([key], consistent=True)).get(key)
         return False
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
