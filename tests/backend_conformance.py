@@ -12,6 +12,7 @@ exactly what the service stores.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -244,6 +245,51 @@ class BackendConformance:
                 counter: rec(done, f"v{done}")
             }
             assert done == len(calls)
+
+    # -- expiry ---------------------------------------------------------------
+
+    async def test_expired_items_are_absent_to_every_read(self, backend: Backend) -> None:
+        past, future = int(time.time()) - 10, int(time.time()) + 3600
+        gone = {
+            key("c", "gone"): Record(b"1", "v1", expires_at=past),
+            key("expired-only", "x"): Record(b"2", "v2", expires_at=past),
+        }
+        live = {key("c", "live"): Record(b"3", "v3", expires_at=future), key("c", "z"): rec(4)}
+        assert await backend.write_many(gone | live, [], previous=list(gone)) == {}
+        assert await backend.get_many([*gone, *live], consistent=True) == live
+        assert await backend.get_many([*gone, *live], consistent=False) == live
+        assert await backend.count("c") == 2
+        assert await backend.count("expired-only") == 0
+        assert await backend.list_collections(after=None, limit=10) == ["c"]
+        for keys_only in (False, True):
+            listed = await backend.query("c", after=None, prefix="", limit=10, keys_only=keys_only)
+            assert [entry.sk for entry in listed] == [key("c", "live")[1], key("c", "z")[1]]
+            assert [entry.record.expires_at for entry in listed] == [future, None]
+        assert await walk(backend, "c", page=1) == await backend.query(
+            "c", after=None, prefix="", limit=10, keys_only=False
+        )
+
+    async def test_expired_items_are_absent_to_every_condition(self, backend: Backend) -> None:
+        past = int(time.time()) - 10
+        items = {key("c", k): Record(b"1", f"v{k}", expires_at=past) for k in "abcdef"}
+        await backend.write_many(items, [], previous=())
+        with pytest.raises(ConditionFailed) as failed:
+            await backend.delete_if(key("c", "a"), expected="va")
+        assert failed.value.current is None
+        with pytest.raises(ConditionFailed) as failed:
+            await backend.put_if(key("c", "b"), rec(2), expected="vb")
+        assert failed.value.current is None
+        assert await backend.put_if(key("c", "c"), rec(3), expected=None) is None
+        seen: list[Record | None] = []
+        assert await backend.update_many({key("c", "d"): lambda r: seen.append(r)}) == []
+        assert seen == [None]
+        previous = await backend.write_many(
+            {key("c", "e"): rec(5)}, [key("c", "f")], previous=[key("c", "e"), key("c", "f")]
+        )
+        assert previous == {}
+        got = await backend.get_many(list(items), consistent=True)
+        assert got == {key("c", "c"): rec(3), key("c", "e"): rec(5)}
+        assert await backend.delete_collection("c") == 2
 
     # -- conditional writes ---------------------------------------------------
 

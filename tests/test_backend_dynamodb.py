@@ -190,3 +190,20 @@ async def test_unreachable_endpoint_is_backend_unavailable() -> None:
 
 async def static_credentials() -> Credentials:
     return Credentials("testing", "testing")
+
+
+async def test_created_table_has_ttl_on_exp(
+    dynamodb_config: Config, raw_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DynamoDB itself deletes expired items: TTL on ``exp``, which holds the
+    expiry as Unix seconds. dynalite has no TTL: the log says so."""
+    async with dynamodb.open(dynamodb_config) as backend:
+        expiring = Record(b"1", "v", expires_at=4_000_000_000)
+        await backend.write_many({("c", "sk"): expiring}, [], previous=())
+    if "no TTL" not in caplog.text:
+        ttl = await raw_client.describe_time_to_live(TableName=dynamodb_config.dynamodb_table)
+        assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "exp"
+    items = await scan(raw_client, dynamodb_config.dynamodb_table)
+    (item,) = [i for i in items if i["sk"]["S"] == "sk"]
+    assert item["exp"] == {"N": "4000000000"}

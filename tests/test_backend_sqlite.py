@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from itemstore_service.backends import sqlite
+from itemstore_service.backends.base import Record
 from itemstore_service.config import Config
 from tests.backend_conformance import BackendConformance, Opener
 
@@ -44,3 +47,43 @@ def test_workers_starting_together_on_a_new_file_all_open_it(tmp_path: Path) -> 
         for worker in workers:
             worker.join(timeout=60)
         assert [worker.exitcode for worker in workers] == [0] * 8
+
+
+async def test_sweep_removes_expired_rows_in_short_transactions(sqlite_config: Config) -> None:
+    past, future = int(time.time()) - 1, int(time.time()) + 3600
+    async with sqlite.open(sqlite_config) as backend:
+        expired = {("c", f"e{i}"): Record(b"1", "v", expires_at=past) for i in range(25)}
+        live = {("c", "live"): Record(b"2", "v", expires_at=future), ("c", "n"): Record(b"3", "v")}
+        await backend.write_many(expired | live, [], previous=())
+        transactions = 0
+        transaction = backend._transaction
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal transactions
+            transactions += 1
+            return transaction(*args, **kwargs)
+
+        backend._transaction = counted  # type: ignore[method-assign]
+        assert await backend.sweep(chunk=10) == 25
+        assert transactions == 3  # 10 + 10 + 5 rows: no transaction holds the lock for all
+        assert await backend.count("c") == 2
+    with sqlite3.connect(sqlite_config.sqlite_path) as conn:
+        rows = conn.execute("SELECT sk FROM items ORDER BY sk").fetchall()
+    assert rows == [(b"live",), (b"n",)]
+
+
+async def test_a_file_from_before_expiry_gets_the_column(sqlite_config: Config) -> None:
+    with sqlite3.connect(sqlite_config.sqlite_path) as conn:
+        conn.execute(
+            "CREATE TABLE items (collection TEXT NOT NULL, sk BLOB NOT NULL, value BLOB NOT NULL,"
+            " version TEXT NOT NULL, float_key INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (collection, sk))"
+        )
+        conn.execute("INSERT INTO items VALUES ('c', x'6b', x'31', 'v', 0)")
+    conn.close()
+    async with sqlite.open(sqlite_config) as backend:
+        assert await backend.get_many([("c", "k")], consistent=True) == {
+            ("c", "k"): Record(b"1", "v")
+        }
+        await backend.write_many({("c", "k"): Record(b"2", "v2", expires_at=1)}, [], previous=())
+        assert await backend.count("c") == 0

@@ -23,11 +23,19 @@ nothing of metrics; whoever opens one turns this into a metric."""
 @dataclass(frozen=True, slots=True)
 class Record:
     """One stored item: its JSON value as bytes, the version its ETag names,
-    and whether its number key was written as a float."""
+    whether its number key was written as a float, and when it expires (Unix
+    seconds; None: never)."""
 
     value: bytes
     version: str
     float_key: bool = False
+    expires_at: int | None = None
+
+    def expired(self, now: float) -> bool:
+        """Whether the item is gone at ``now`` (Unix seconds). Backends treat
+        an expired item as absent in every read, listing, count and condition,
+        whenever storage itself removes it."""
+        return self.expires_at is not None and self.expires_at <= now
 
 
 Update = Callable[["Record | None"], "Record | None"]

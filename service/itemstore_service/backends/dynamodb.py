@@ -4,7 +4,10 @@ creates or checks the table at open.
 
 Item layout: ``pk = "<collection>#<shard>"`` (S), ``sk`` the encoded key (S),
 ``v`` the stored JSON bytes (B, exact round trip; base64 text on the wire),
-``ver`` the version (S) and ``fk`` (BOOL, only when the number key was a float). A key's shard is
+``ver`` the version (S), ``fk`` (BOOL, only when the number key was a float)
+and ``exp`` (N, Unix seconds, only on an expiring item: DynamoDB's TTL
+attribute; it deletes expired items up to days late, so every read, listing,
+count and condition here treats an expired item as absent). A key's shard is
 ``crc32(sk) % shards``, so a hot collection spreads over several partitions;
 listings query every shard concurrently and merge in sk order.
 
@@ -76,9 +79,29 @@ def _registry_put(collection: str) -> Item:
 
 # Reading everything but the value: the 1 KiB+ that dominates a response.
 _WITHOUT_VALUE: Final = {
-    "ProjectionExpression": "#pk, #sk, #ver, #fk",
-    "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#ver": "ver", "#fk": "fk"},
+    "ProjectionExpression": "#pk, #sk, #ver, #fk, #exp",
+    "ExpressionAttributeNames": {
+        "#pk": "pk",
+        "#sk": "sk",
+        "#ver": "ver",
+        "#fk": "fk",
+        "#exp": "exp",
+    },
 }
+
+LIVE_FILTER: Final = "attribute_not_exists(#exp) OR #exp > :now"
+"""A condition or filter that holds for items not expired (``:now``: see ``_now``)."""
+
+
+def _now() -> dict[str, Any]:
+    """``:now`` for LIVE_FILTER: an integer ``exp`` is past a time exactly when
+    it is past the whole second."""
+    return {":now": {"N": str(math.floor(time.time()))}}
+
+
+def _live(record: Record | None) -> Record | None:
+    """``record``, or None when it has expired."""
+    return None if record is None or record.expired(time.time()) else record
 
 
 class DynamoDBBackend:
@@ -133,6 +156,8 @@ class DynamoDBBackend:
         item["ver"] = {"S": record.version}
         if record.float_key:
             item["fk"] = {"BOOL": True}
+        if record.expires_at is not None:
+            item["exp"] = {"N": str(record.expires_at)}
         return item
 
     async def _batch_write(self, requests: list[Item]) -> None:
@@ -173,8 +198,11 @@ class DynamoDBBackend:
         async def send(pending: list[Item]) -> list[Item]:
             request = {self.table: {"Keys": pending, "ConsistentRead": consistent, **projection}}
             response = await self._call("BatchGetItem", {"RequestItems": request})
+            now = time.time()
             for item in response.get("Responses", {}).get(self.table, []):
-                found[_item_key(item)] = record_of(item)
+                record = record_of(item)
+                if not record.expired(now):
+                    found[_item_key(item)] = record
             left: list[Item] = (
                 response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
             )
@@ -217,23 +245,25 @@ class DynamoDBBackend:
 
     @staticmethod
     def _conditional(expected: str | None) -> dict[str, Any]:
-        """The condition that the stored version is ``expected`` (None: absent)."""
+        """The condition that the stored version is ``expected`` (None: absent
+        or expired), on an item not expired."""
         if expected is None:
             return {
-                "ConditionExpression": "attribute_not_exists(#pk)",
-                "ExpressionAttributeNames": {"#pk": "pk"},
+                "ConditionExpression": "attribute_not_exists(#pk) OR #exp <= :now",
+                "ExpressionAttributeNames": {"#pk": "pk", "#exp": "exp"},
+                "ExpressionAttributeValues": _now(),
             }
         return {
-            "ConditionExpression": "#ver = :ver",
-            "ExpressionAttributeNames": {"#ver": "ver"},
-            "ExpressionAttributeValues": {":ver": {"S": expected}},
+            "ConditionExpression": f"#ver = :ver AND ({LIVE_FILTER})",
+            "ExpressionAttributeNames": {"#ver": "ver", "#exp": "exp"},
+            "ExpressionAttributeValues": {":ver": {"S": expected}, **_now()},
         }
 
     async def put_if(self, key: ItemKey, record: Record, *, expected: str | None) -> Record | None:
         await self._register([key[0]])
         response = await self._write_if("PutItem", key, expected, Item=self._item(key, record))
         old = response.get("Attributes")
-        return record_of(old) if old else None
+        return _live(record_of(old)) if old else None
 
     async def update_many(self, updates: Mapping[ItemKey, Update]) -> list[ItemKey]:
         """Per item: a consistent read, then a PutItem conditioned on the
@@ -299,7 +329,7 @@ class DynamoDBBackend:
         error (ReturnValuesOnConditionCheckFailure); an implementation that does
         not (dynalite) costs a consistent read: an item is never assumed absent."""
         if failed.item is not None:
-            return record_of(failed.item)
+            return _live(record_of(failed.item))
         found = await self.get_many([key], consistent=True)
         return found.get(key)
 
@@ -335,7 +365,13 @@ class DynamoDBBackend:
 
     async def count(self, collection: str) -> int:
         async def one(pk: str) -> int:
-            pages = self._query_all(pk, ExpressionAttributeNames={"#pk": "pk"}, Select="COUNT")
+            pages = self._query_all(
+                pk,
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "exp"},
+                ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
+                FilterExpression=LIVE_FILTER,
+                Select="COUNT",
+            )
             return sum([page["Count"] async for page in pages])
 
         return sum(await run_all(one(f"{collection}#{s}") for s in range(self.shards)))
@@ -343,13 +379,17 @@ class DynamoDBBackend:
     async def delete_collection(self, collection: str) -> int:
         async def one(pk: str) -> int:
             removed = 0
-            names = {"#pk": "pk", "#sk": "sk"}
+            names = {"#pk": "pk", "#sk": "sk", "#exp": "exp"}
             async for page in self._query_all(
-                pk, ExpressionAttributeNames=names, ProjectionExpression="#pk, #sk", Limit=500
+                pk, ExpressionAttributeNames=names, ProjectionExpression="#pk, #sk, #exp", Limit=500
             ):
-                keys = page.get("Items", [])
+                items = page.get("Items", [])
+                keys = [{"pk": item["pk"], "sk": item["sk"]} for item in items]
                 await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
-                removed += len(keys)
+                now = time.time()
+                removed += sum(
+                    1 for item in items if "exp" not in item or int(item["exp"]["N"]) > now
+                )
             return removed
 
         # The registry entry stays: another process may have written to this
@@ -358,17 +398,20 @@ class DynamoDBBackend:
 
     async def _has_items(self, collection: str) -> bool:
         async def one(pk: str) -> bool:
-            body = {
-                "TableName": self.table,
-                "KeyConditionExpression": "#pk = :pk",
-                "ExpressionAttributeNames": {"#pk": "pk"},
-                "ExpressionAttributeValues": {":pk": {"S": pk}},
-                "Select": "COUNT",
-                "Limit": 1,
-                "ConsistentRead": True,
-            }
-            response = await self._call("Query", body)
-            return bool(response["Count"])
+            # The filter applies after Limit: a page may count none of its
+            # items (all expired) and still not be the last.
+            pages = self._query_all(
+                pk,
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "exp"},
+                ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
+                FilterExpression=LIVE_FILTER,
+                Select="COUNT",
+                Limit=100,
+            )
+            async for page in pages:
+                if page["Count"]:
+                    return True
+            return False
 
         # A collection with items almost always has some in shard 0: one query
         # instead of one per shard for each listed name.

@@ -4,6 +4,7 @@ order a page at a time, and the shards are merged into one page."""
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,14 +40,14 @@ class ShardReader:
             values[":prefix"] = {"S": prefix}
             names["#sk"] = "sk"
         if keys_only:
-            names.update({"#sk": "sk", "#ver": "ver", "#fk": "fk"})
+            names.update({"#sk": "sk", "#ver": "ver", "#fk": "fk", "#exp": "exp"})
         self._params: dict[str, Any] = {
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
         if keys_only:
-            self._params["ProjectionExpression"] = "#sk, #ver, #fk"
+            self._params["ProjectionExpression"] = "#sk, #ver, #fk, #exp"
 
     async def fill(self, size: int) -> None:
         """Fetch up to ``size`` more items into ``buffer``; set ``done`` at the end."""
@@ -60,12 +61,15 @@ class ShardReader:
             **extra,
         }
         response = await self.send("Query", body)
+        now = time.time()
         for item in response.get("Items", []):
             sk = item["sk"]["S"]
             if not sk.startswith(self.prefix):
                 self.done = True
                 return
-            self.buffer.append(Listed(sk, record_of(item)))
+            record = record_of(item)
+            if not record.expired(now):  # a page may then hold fewer: merge_shards asks again
+                self.buffer.append(Listed(sk, record))
         self._start = response.get("LastEvaluatedKey")
         self.done = self._start is None
 

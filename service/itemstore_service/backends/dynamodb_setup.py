@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import logging
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Final, TypeVar
@@ -19,6 +20,7 @@ from ..errors import BackendUnavailable
 from .base import Record
 
 T = TypeVar("T")
+log = logging.getLogger("itemstore.dynamodb")
 CONDITION_FAILED = "ConditionalCheckFailedException"
 META_PK = "#meta"
 _NETWORK_ERRORS = (BotoCoreError, aiohttp.ClientError, OSError)
@@ -75,7 +77,9 @@ def record_of(item: dict[str, Any]) -> Record:
     text; ``b""`` when not projected)."""
     # Decoding ASCII bytes takes half the time of decoding the same str.
     value = binascii.a2b_base64(item["v"]["B"].encode("ascii")) if "v" in item else b""
-    return Record(value, item["ver"]["S"], "fk" in item and item["fk"].get("BOOL") is True)
+    float_key = "fk" in item and item["fk"].get("BOOL") is True
+    expires_at = int(item["exp"]["N"]) if "exp" in item else None
+    return Record(value, item["ver"]["S"], float_key, expires_at)
 
 
 # The single table: pk = "<collection>#<shard>", sk = the encoded key; on demand.
@@ -92,12 +96,19 @@ TABLE_DEFINITION: Final[dict[str, Any]] = {
 }
 
 
+TTL_ATTRIBUTE = "exp"
+"""The item attribute DynamoDB's own TTL deletes expired items by."""
+
+
 async def ensure_table(client: Any, table: str, *, create: bool, where: str) -> None:
     """Create the table when ``create`` and missing (a concurrent creator is
-    fine), wait until it is ACTIVE, and check its key schema."""
+    fine), with DynamoDB's TTL on ``exp`` once it is ACTIVE; wait until it is
+    ACTIVE, and check its key schema."""
+    created = False
     if create:
         try:
             await client.create_table(TableName=table, **TABLE_DEFINITION)
+            created = True
         except ClientError as exc:
             # Another worker creating the same table at the same time is fine.
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
@@ -121,11 +132,29 @@ async def ensure_table(client: Any, table: str, *, create: bool, where: str) -> 
         if time.monotonic() > deadline:
             raise BackendUnavailable(f"DynamoDB table {table!r} is {status}, not ACTIVE")
         await asyncio.sleep(0.5)
+    if created:
+        await enable_ttl(client, table)
     schema = {k["AttributeName"]: k["KeyType"] for k in described["Table"]["KeySchema"]}
     if schema != {"pk": "HASH", "sk": "RANGE"}:
         raise BackendUnavailable(
             f"DynamoDB table {table!r} has key schema {schema}, expected pk HASH and sk RANGE"
         )
+
+
+async def enable_ttl(client: Any, table: str) -> None:
+    """Turn on DynamoDB's TTL on ``exp``. An implementation without TTL
+    (dynalite) is told of in the log: expired items then stay stored, unseen."""
+    try:
+        await call(
+            client,
+            "update_time_to_live",
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+    except BackendUnavailable as exc:
+        if "UnknownOperationException" not in exc.detail:
+            raise
+        log.warning("this DynamoDB has no TTL: expired items stay stored (and unseen)")
 
 
 async def check_shards(client: Any, table: str, shards: int) -> None:

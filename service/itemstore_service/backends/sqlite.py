@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -61,9 +62,23 @@ CREATE TABLE IF NOT EXISTS items (
     value BLOB NOT NULL,
     version TEXT NOT NULL,
     float_key INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER,
     PRIMARY KEY (collection, sk)
 )
 """
+# Files made before items could expire lack the column: added at open.
+EXPIRY_COLUMN = "ALTER TABLE items ADD COLUMN expires_at INTEGER"
+# Only expiring items are indexed: the sweep finds them without a scan.
+EXPIRY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL"
+)
+LIVE = "(expires_at IS NULL OR expires_at > ?)"
+"""The condition that a row has not expired, given the time now."""
+
+# Expired rows the sweep removes per transaction: a short one, so writers wait
+# little behind it.
+SWEEP_CHUNK = 500
+SWEEP_EVERY = 60.0  # seconds between sweeps
 # A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
 # the key's B-tree make every lookup walk overflow pages (measured 4x slower).
 
@@ -129,6 +144,10 @@ class SQLiteBackend:
         try:
             self._wconn = _connect(path, spare_bytes=spare_bytes)
             self._wconn.execute(SCHEMA)
+            columns = {row[1] for row in self._wconn.execute("PRAGMA table_info(items)")}
+            if "expires_at" not in columns:
+                self._wconn.execute(EXPIRY_COLUMN)
+            self._wconn.execute(EXPIRY_INDEX)
             self._rconn = _connect(path, spare_bytes=spare_bytes)
             # The event loop's own connection never waits for a lock: in WAL mode a
             # reader is blocked only in rare cases (recovery after a crash), and
@@ -203,13 +222,14 @@ class SQLiteBackend:
             for start in range(0, len(sks), _MAX_KEYS_PER_SELECT):
                 chunk = sks[start : start + _MAX_KEYS_PER_SELECT]
                 rows = conn.execute(
-                    "SELECT sk, value, version, float_key FROM items"
-                    f" WHERE collection = ? AND sk IN ({','.join('?' * len(chunk))})",
-                    [collection, *chunk],
+                    "SELECT sk, value, version, float_key, expires_at FROM items"
+                    f" WHERE collection = ? AND sk IN ({','.join('?' * len(chunk))})"
+                    f" AND {LIVE}",
+                    [collection, *chunk, time.time()],
                 )
-                for sk, value, version, float_key in rows:
+                for sk, value, version, float_key, expires_at in rows:
                     key = (collection, sk.decode("utf-8", "surrogatepass"))
-                    found[key] = Record(value, version, bool(float_key))
+                    found[key] = Record(value, version, bool(float_key), expires_at)
         return found
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> dict[ItemKey, Record]:
@@ -282,10 +302,14 @@ class SQLiteBackend:
     @staticmethod
     def _upsert(conn: sqlite3.Connection, items: Sequence[tuple[ItemKey, Record]]) -> None:
         conn.executemany(
-            "INSERT INTO items (collection, sk, value, version, float_key) VALUES (?,?,?,?,?)"
-            " ON CONFLICT (collection, sk) DO UPDATE SET value=excluded.value,"
-            " version=excluded.version, float_key=excluded.float_key",
-            [(c, _sk(sk), r.value, r.version, int(r.float_key)) for (c, sk), r in items],
+            "INSERT INTO items (collection, sk, value, version, float_key, expires_at)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT (collection, sk) DO UPDATE SET"
+            " value=excluded.value, version=excluded.version, float_key=excluded.float_key,"
+            " expires_at=excluded.expires_at",
+            [
+                (c, _sk(sk), r.value, r.version, int(r.float_key), r.expires_at)
+                for (c, sk), r in items
+            ],
         )
 
     @staticmethod
@@ -342,7 +366,10 @@ class SQLiteBackend:
 
     async def delete_collection(self, collection: str) -> int:
         def body(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM items WHERE collection=?", (collection,)).rowcount
+            sql = f"SELECT count(*) FROM items WHERE collection=? AND {LIVE}"
+            (live,) = conn.execute(sql, (collection, time.time())).fetchone()
+            conn.execute("DELETE FROM items WHERE collection=?", (collection,))
+            return int(live)
 
         return await self._run(self._writer, lambda: self._transaction(body, stores=False))
 
@@ -357,38 +384,67 @@ class SQLiteBackend:
         op = ">="
         if after is not None and _sk(after) >= lower:
             lower, op = _sk(after), ">"
-        columns = "sk, x'', version, float_key" if keys_only else "sk, value, version, float_key"
+        value = "x''" if keys_only else "value"
         sql = (
-            f"SELECT {columns} FROM items WHERE collection=? AND sk {op} ? AND sk < ?"
-            " ORDER BY sk LIMIT ?"
+            f"SELECT sk, {value}, version, float_key, expires_at FROM items"
+            f" WHERE collection=? AND sk {op} ? AND sk < ? AND {LIVE} ORDER BY sk LIMIT ?"
         )
 
         def run() -> list[Listed]:
-            rows = self._rconn.execute(sql, (collection, lower, upper, limit))
+            rows = self._rconn.execute(sql, (collection, lower, upper, time.time(), limit))
             return [
-                Listed(sk.decode("utf-8", "surrogatepass"), Record(value, version, bool(fk)))
-                for sk, value, version, fk in rows
+                Listed(sk.decode("utf-8", "surrogatepass"), Record(value, version, bool(fk), exp))
+                for sk, value, version, fk, exp in rows
             ]
 
         return await self._read(run)
 
     async def count(self, collection: str) -> int:
         def run() -> int:
-            sql = "SELECT count(*) FROM items WHERE collection=?"
-            return int(self._rconn.execute(sql, (collection,)).fetchone()[0])
+            sql = f"SELECT count(*) FROM items WHERE collection=? AND {LIVE}"
+            return int(self._rconn.execute(sql, (collection, time.time())).fetchone()[0])
 
         return await self._read(run)
 
     async def list_collections(self, *, after: str | None, limit: int) -> list[str]:
         def run() -> list[str]:
             rows = self._rconn.execute(
-                "SELECT DISTINCT collection FROM items WHERE collection > ?"
+                f"SELECT DISTINCT collection FROM items WHERE collection > ? AND {LIVE}"
                 " ORDER BY collection LIMIT ?",
-                (after or "", limit),
+                (after or "", time.time(), limit),
             )
             return [name for (name,) in rows]
 
         return await self._read(run)
+
+    # -- expiry -----------------------------------------------------------
+
+    async def sweep(self, *, chunk: int = SWEEP_CHUNK) -> int:
+        """Remove the rows expired by now, ``chunk`` rows per transaction so
+        that writers never wait long behind it; how many were removed."""
+
+        def body(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM items WHERE rowid IN (SELECT rowid FROM items"
+                " WHERE expires_at <= ? LIMIT ?)",
+                (time.time(), chunk),
+            ).rowcount
+
+        removed = 0
+        while True:
+            count = await self._run(self._writer, lambda: self._transaction(body, stores=False))
+            removed += count
+            if count < chunk:
+                return removed
+
+    async def sweep_forever(self, every: float = SWEEP_EVERY) -> None:
+        """Sweep every ``every`` seconds, until cancelled; a failed sweep is
+        tried again next time (its error already failed the backend if it was
+        the file's)."""
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(BackendUnavailable):
+                await self.sweep()
 
     async def ping(self) -> None:
         """Fails while the file is failed, unchecked yet (for longer than
@@ -428,8 +484,11 @@ async def open(
     except sqlite3.Error as exc:
         raise BackendUnavailable(f"cannot open SQLite file {path!r}: {exc}") from exc
     backend.start_integrity_check()
+    sweeper = asyncio.create_task(backend.sweep_forever())
     try:
         yield backend
     finally:
+        sweeper.cancel()
+        await asyncio.wait([sweeper])
         await backend.stop_integrity_check()
         await asyncio.to_thread(backend.close)
