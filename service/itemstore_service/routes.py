@@ -7,15 +7,18 @@ problem+json in one middleware (problems.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email.utils import formatdate
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
+from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import exact
 
 from . import __version__
 from .appkeys import CONFIG, STORE
+from .backends.base import Record
 from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
 from .problems import error_members, problem_for
@@ -23,6 +26,7 @@ from .store import Op, OpResult, Outcome
 from .validation import (
     batch_ops,
     collection_name,
+    expiry,
     flag,
     json_value,
     page_size,
@@ -82,7 +86,10 @@ async def get_item(request: web.Request) -> web.Response:
     tag = etag(record)
     if none_match(request, tag):
         return web.Response(status=304, headers={"ETag": tag})
-    return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": tag})
+    headers = {"Content-Type": _JSON, "ETag": tag}
+    if record.expires_at is not None:
+        headers["Expires"] = formatdate(record.expires_at, usegmt=True)
+    return web.Response(body=record.value, headers=headers)
 
 
 @routes.put("/collections/{name}/items/{key}")
@@ -92,9 +99,16 @@ async def put_item(request: web.Request) -> web.Response:
     key = path_key(request, config.limits)
     expected, absent = if_match(request), if_none_match_any(request)
     minimal = prefers_minimal(request)
+    expires_at = expiry(request, config.limits)
     value = await json_value(request, config.limits)
     stored = await request.app[STORE].put(
-        name, key, value, if_match=expected, if_none_match=absent, blind=minimal
+        name,
+        key,
+        value,
+        if_match=expected,
+        if_none_match=absent,
+        blind=minimal,
+        expires_at=expires_at,
     )
     tag = etag(stored.record)
     if minimal:  # no body, and no created-vs-replaced: a blind write reads nothing
@@ -121,8 +135,11 @@ async def patch_item(request: web.Request) -> web.Response:
     if "If-None-Match" in request.headers:
         raise InvalidInput("PATCH takes If-Match only: it changes an item that exists")
     expected = if_match(request)
+    expires_at = expiry(request, config.limits)
     change = await patch_change(request)
-    record = await request.app[STORE].patch(name, key, change, if_match=expected)
+    record = await request.app[STORE].patch(
+        name, key, change, if_match=expected, expires_at=expires_at
+    )
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
@@ -130,8 +147,9 @@ async def patch_item(request: web.Request) -> web.Response:
 async def create_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
+    expires_at = expiry(request, config.limits)
     value = await json_value(request, config.limits)
-    key, record = await request.app[STORE].create(name, value)
+    key, record = await request.app[STORE].create(name, value, expires_at=expires_at)
     tag = etag(record)
     location = f"/collections/{name}/items/{key}"
     return json_response({"key": key, "etag": tag}, 201, ETag=tag, Location=location)
@@ -149,12 +167,18 @@ async def list_items(request: web.Request) -> web.Response:
         prefix=request.query.get("prefix"),
         keys_only=keys_only,
     )
-    items = (
-        [{"key": exact(key)} for key, _ in page.items]
-        if keys_only
-        else [{"key": exact(key), "value": orjson.Fragment(r.value)} for key, r in page.items]
-    )
+    items = [_entry(key, record, keys_only) for key, record in page.items]
     return json_response({"items": items, "next_cursor": page.next_cursor})
+
+
+def _entry(key: Key, record: Record, keys_only: bool) -> dict[str, Any]:
+    """One item of a listing page."""
+    entry: dict[str, Any] = {"key": exact(key)}
+    if not keys_only:
+        entry["value"] = orjson.Fragment(record.value)
+    if record.expires_at is not None:
+        entry["expires_at"] = record.expires_at
+    return entry
 
 
 def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class Op:
     key: Key
     value: bytes = b""
     change: Change | None = None
+    expires_at: int | None = None  # a put's or patch's expiry (Unix seconds)
 
 
 class Outcome(enum.Enum):
@@ -122,6 +123,7 @@ class _Patch:
     key: ItemKey
     change: Change
     expected: str | None = None  # If-Match: the version the item must have
+    expires_at: int | None = None  # None: the item keeps its expiry
 
 
 def new_version() -> str:
@@ -335,7 +337,10 @@ class Store:
                 f" {self.max_value_bytes} bytes"
             )
             return OpResult(Outcome.REFUSED, error=too_large)
-        return OpResult(Outcome.PATCHED, Record(value, new_version(), current.float_key))
+        expires_at = current.expires_at if op.expires_at is None else op.expires_at
+        return OpResult(
+            Outcome.PATCHED, Record(value, new_version(), current.float_key, expires_at)
+        )
 
     # -- items ------------------------------------------------------------
 
@@ -355,15 +360,17 @@ class Store:
         if_match: str | None = None,
         if_none_match: bool = False,
         blind: bool = False,
+        expires_at: int | None = None,
     ) -> Stored:
         """Store ``value`` (JSON bytes): CREATED when it was absent, REPLACED
         otherwise. ``if_none_match``: only when absent; ``if_match``: only when
         the stored version is that one. PreconditionFailed otherwise.
         ``blind``: the caller does not need CREATED vs REPLACED, so an
         unconditional put reads nothing and is WRITTEN (a conditional put
-        reads its item anyway and tells)."""
+        reads its item anyway and tells). ``expires_at``: when the item
+        expires (Unix seconds); None: never, whatever it had before."""
         item_key = (collection, encode_key(key))
-        record = Record(value, new_version(), _is_float(key))
+        record = Record(value, new_version(), _is_float(key), expires_at)
         if if_match is None and not if_none_match:
             result = await self._writes.submit(_Put(item_key, record, blind))
             return Stored(result.outcome, record)
@@ -395,14 +402,22 @@ class Store:
             raise _precondition_failed(key, failed.current) from None
 
     async def patch(
-        self, collection: str, key: Key, change: Change, *, if_match: str | None = None
+        self,
+        collection: str,
+        key: Key,
+        change: Change,
+        *,
+        if_match: str | None = None,
+        expires_at: int | None = None,
     ) -> Record:
         """Apply ``change`` to the item's value, atomically; return the new
         record. ItemNotFound when absent; with ``if_match``, PreconditionFailed
         unless the stored version is that one; PatchConflict when the value
         does not fit the change; ValueTooLarge when the result is over the
-        limit; Contended when other writers kept it from applying."""
-        result = await self._updates.submit(_Patch((collection, encode_key(key)), change, if_match))
+        limit; Contended when other writers kept it from applying.
+        ``expires_at``: the item's new expiry; None: it keeps the one it has."""
+        item_key = (collection, encode_key(key))
+        result = await self._updates.submit(_Patch(item_key, change, if_match, expires_at))
         if result.outcome is Outcome.MISSING:
             raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
         if result.error is not None:
@@ -410,11 +425,14 @@ class Store:
         assert result.record is not None
         return result.record
 
-    async def create(self, collection: str, value: bytes) -> tuple[str, Record]:
+    async def create(
+        self, collection: str, value: bytes, *, expires_at: int | None = None
+    ) -> tuple[str, Record]:
         """Store ``value`` under a new time-ordered key; return the key and
         the record written."""
         key = new_key()
-        stored = await self.put(collection, key, value, blind=True)  # a new key: nothing to read
+        # A new key: nothing to read.
+        stored = await self.put(collection, key, value, blind=True, expires_at=expires_at)
         return key, stored.record
 
     async def batch(
@@ -432,7 +450,10 @@ class Store:
         for patches, run in itertools.groupby(ops, key=lambda op: op.kind == "patch"):
             if patches:
                 results += await self._updates.submit_group(
-                    [_Patch((collection, encode_key(op.key)), _change(op)) for op in run]
+                    [
+                        _Patch((collection, encode_key(op.key)), _change(op), None, op.expires_at)
+                        for op in run
+                    ]
                 )
             else:
                 results += await self._writes.submit_group(
@@ -492,7 +513,8 @@ def _queued(collection: str, op: Op, blind: bool) -> _Queued:
     if op.kind == "get":
         return _Get(item_key)
     if op.kind == "put":
-        return _Put(item_key, Record(op.value, new_version(), _is_float(op.key)), blind)
+        record = Record(op.value, new_version(), _is_float(op.key), op.expires_at)
+        return _Put(item_key, record, blind)
     return _Delete(item_key)
 
 

@@ -6,7 +6,9 @@ Every function raises an error whose detail says what to fix (answered 4xx).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +35,7 @@ from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
 _PAGE_SIZE = re.compile(r"[0-9]{1,9}")
+_SECONDS = re.compile(r"[0-9]{1,12}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a '%' that starts no escape
 
 
@@ -85,6 +88,44 @@ def prefers_minimal(request: web.Request) -> bool:
             if name.strip().lower() == "return":
                 return value.strip().strip('"').lower() == "minimal"
     return False
+
+
+def expiry(request: web.Request, limits: Limits) -> int | None:
+    """When the item written expires (Unix seconds), from ``?expire_in=``
+    (seconds from now) or ``?expire_at=`` (Unix seconds); None without them."""
+    given = {
+        name: request.query[name] for name in ("expire_in", "expire_at") if name in request.query
+    }
+    for name, text in given.items():
+        if not _SECONDS.fullmatch(text):
+            raise InvalidInput(f"{name} must be a whole number of seconds, not {text!r}")
+    return expires_at({name: int(text) for name, text in given.items()}, limits)
+
+
+def expires_at(given: dict[str, Any], limits: Limits) -> int | None:
+    """The expiry that ``expire_in`` or ``expire_at`` in ``given`` ask for
+    (see ``expiry``), checked: one of them, in the future, within
+    ``max_expire_in`` seconds of now."""
+    if len(given) > 1:
+        raise InvalidInput("send expire_in or expire_at, not both")
+    if not given:
+        return None
+    ((name, seconds),) = given.items()
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        raise InvalidInput(f"{name} must be a whole number of seconds, not {seconds!r}")
+    if name == "expire_in" and seconds < 1:
+        raise InvalidInput("expire_in must be at least 1 second")
+    now = time.time()
+    # Rounded up: an item never expires before it was asked to.
+    at = math.ceil(now) + seconds if name == "expire_in" else seconds
+    if at <= now:
+        raise InvalidInput(f"{name} must be in the future (delete an item to remove it now)")
+    if at > now + limits.max_expire_in + 1:
+        raise InvalidInput(
+            f"{name} is too far: an item lives at most {limits.max_expire_in} seconds"
+            " (max_expire_in)"
+        )
+    return at
 
 
 def page_size(request: web.Request, limits: Limits) -> int:
@@ -232,14 +273,19 @@ def _batch_op(raw: object, limits: Limits) -> Op:
     if "key" not in raw:
         raise InvalidInput("op has no key")
     key = check_key(check_json_key(raw["key"]), limits)
+    given = {name: raw[name] for name in ("expire_in", "expire_at") if name in raw}
+    if given and kind not in ("put", "patch"):
+        raise InvalidInput(f"a {kind} op takes no expire_in or expire_at")
+    expires = expires_at(given, limits)
     if kind == "patch":
         if ("change" in raw) == ("merge" in raw):
             raise InvalidInput(
                 'patch op takes "change" (update operations) or "merge" (a JSON Merge Patch)'
             )
-        if "merge" in raw:
-            return Op("patch", key, change=parse_merge_patch(raw["merge"]))
-        return Op("patch", key, change=parse_operations(raw["change"]))
+        change: Change = (
+            parse_merge_patch(raw["merge"]) if "merge" in raw else parse_operations(raw["change"])
+        )
+        return Op("patch", key, change=change, expires_at=expires)
     if kind != "put":
         return Op(kind, key)
     if "value" not in raw:
@@ -249,4 +295,4 @@ def _batch_op(raw: object, limits: Limits) -> Op:
     except TypeError:  # parsed JSON always has a JSON form, unless it nests too deeply
         raise InvalidInput("value nests too deeply to store; flatten it") from None
     _check_value_size(len(value), limits)
-    return Op("put", key, value)
+    return Op("put", key, value, expires_at=expires)

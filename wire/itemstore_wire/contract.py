@@ -43,6 +43,8 @@ class Limits:
     max_batch_bytes: int = 4 * 1024 * 1024
     """Largest batch body: parsing it takes a bounded time (about 0.2 s at
     worst) and memory. Batches of large values hold fewer ops."""
+    max_expire_in: int = 10 * 365 * 24 * 3600
+    """Longest life of an expiring item, in seconds from its write (10 years)."""
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> Limits:
