@@ -18,8 +18,10 @@ Client = TestClient[Request, Application]
 JSON = {"Content-Type": "application/json"}
 
 
-async def put(client: Client, path: str, value: Any, status: int = 201, **headers: str) -> Any:
-    response = await client.put(path, json=value, headers=headers)
+async def put(
+    client: Client, path: str, value: Any, status: int = 201, headers: dict[str, str] | None = None
+) -> Any:
+    response = await client.put(path, json=value, headers=headers or {})
     assert response.status == status, await response.text()
     return response
 
@@ -95,10 +97,14 @@ async def test_an_expired_item_is_gone_for_every_reader_and_condition(client: Cl
     assert patched.status == 404
     assert (await client.delete("/collections/short/items/b")).status == 404
     stale = await put(
-        client, "/collections/short/items/b", 1, status=412, **{"If-Match": first.headers["ETag"]}
+        client,
+        "/collections/short/items/b",
+        1,
+        status=412,
+        headers={"If-Match": first.headers["ETag"]},
     )
     assert (await stale.json())["current"] is None
-    await put(client, "/collections/short/items/a", {"new": True}, **{"If-None-Match": "*"})
+    await put(client, "/collections/short/items/a", {"new": True}, headers={"If-None-Match": "*"})
     await put(client, "/collections/short/items/c", {"again": True})  # 201: created, not replaced
     assert {e["key"] for e in await listing(client, "short")} == {"a", "c"}
 
