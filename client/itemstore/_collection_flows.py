@@ -12,7 +12,7 @@ from itemstore_wire.exactjson import dumps
 from ._batch import BatchOp
 from ._flows import Flow, Stream, batch, limits, mapped, pages
 from ._keys import check_key, lookup_key
-from ._protocol import Core, Item, check_collection_name
+from ._protocol import Core, Expiry, Item, check_collection_name
 
 MISSING: Any = object()
 """The default of ``pop`` when none is given."""
@@ -60,10 +60,18 @@ class CollectionFlows:
         item: Item | None = yield self.core.get(self.name, key, consistent=consistent)
         return item
 
-    def set(self, key: Key, value: Any, if_match: str | None, if_absent: bool) -> Flow[str]:
+    def set(
+        self, key: Key, value: Any, if_match: str | None, if_absent: bool, expires: Expiry = ()
+    ) -> Flow[str]:
         """The new ETag. A blind write: created-vs-replaced is not asked for."""
         put = self.core.put(
-            self.name, key, dumps(value), if_match=if_match, if_absent=if_absent, minimal=True
+            self.name,
+            key,
+            dumps(value),
+            if_match=if_match,
+            if_absent=if_absent,
+            minimal=True,
+            expires=expires,
         )
         etag: str = (yield put)[1]
         return etag
@@ -75,13 +83,18 @@ class CollectionFlows:
         return item
 
     def patch(
-        self, key: Key, change: Mapping[str, Any], merge: Any, if_match: str | None
+        self,
+        key: Key,
+        change: Mapping[str, Any],
+        merge: Any,
+        if_match: str | None,
+        expires: Expiry,
     ) -> Flow[Any]:
         """The new value after update operations ``change``, or after the JSON
         Merge Patch ``merge`` when it is not MISSING; KeyError when absent."""
         body, is_merge = (dumps(change), False) if merge is MISSING else (dumps(merge), True)
         item: Item | None = yield self.core.patch(
-            self.name, key, body, merge=is_merge, if_match=if_match
+            self.name, key, body, merge=is_merge, if_match=if_match, expires=expires
         )
         if item is None:
             raise KeyError(key)
@@ -107,8 +120,8 @@ class CollectionFlows:
             raise KeyError(key)
         return default
 
-    def add(self, value: Any) -> Flow[str]:
-        key: str = (yield self.core.add(self.name, dumps(value)))[0]
+    def add(self, value: Any, expires: Expiry) -> Flow[str]:
+        key: str = (yield self.core.add(self.name, dumps(value), expires))[0]
         return key
 
     # -- whole collection ----------------------------------------------------------

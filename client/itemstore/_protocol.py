@@ -79,6 +79,17 @@ class OpResult:
     problem: Mapping[str, Any] = field(default_factory=dict)
 
 
+Expiry = Sequence[tuple[str, str]]
+"""The ``expire_in`` / ``expire_at`` query of a write (empty: none)."""
+
+
+def expiry(expire_in: int | None, expire_at: int | None) -> Expiry:
+    """The query that asks a write's item to expire ``expire_in`` seconds
+    from now or at Unix time ``expire_at`` (the service checks them)."""
+    query = [("expire_in", expire_in), ("expire_at", expire_at)]
+    return [(name, str(seconds)) for name, seconds in query if seconds is not None]
+
+
 def check_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
         raise ValidationError(
@@ -266,12 +277,14 @@ class Core:
         if_match: str | None = None,
         if_absent: bool = False,
         minimal: bool = False,
+        expires: Expiry = (),
     ) -> Call[tuple[bool | None, str]]:
         """Store encoded ``value``: decodes to ``(created, etag)``; 412 raises
         PreconditionFailed carrying the current value and ETag. ``minimal``:
         a blind write (``Prefer: return=minimal``), whose ``created`` is None
         when the service answers 204 (the ETag comes in its header)."""
         path, query = self._item(collection, key)
+        query += expires
         headers: dict[str, str] = {}
         if if_match is not None:
             headers["If-Match"] = if_match
@@ -326,11 +339,13 @@ class Core:
         *,
         merge: bool = False,
         if_match: str | None = None,
+        expires: Expiry = (),
     ) -> Call[Item | None]:
         """Apply encoded update operations (or, with ``merge``, a JSON Merge
         Patch) to an item: decodes to the new value and ETag, None when absent.
         Never replayed once it may have applied: an increment would count twice."""
         path, query = self._item(collection, key)
+        query += expires
         headers = {"Content-Type": MERGE_PATCH} if merge else {}
         if if_match is not None:
             headers["If-Match"] = if_match
@@ -345,10 +360,10 @@ class Core:
 
         return Call(req, decode)
 
-    def add(self, collection: str, value: bytes) -> Call[tuple[str, str]]:
+    def add(self, collection: str, value: bytes, expires: Expiry = ()) -> Call[tuple[str, str]]:
         """Store under a new server-made key: decodes to ``(key, etag)``."""
         path = f"/collections/{check_collection_name(collection)}/items"
-        req = self._request("POST", path, body=value, replay=Replay.NEVER)
+        req = self._request("POST", path, expires, body=value, replay=Replay.NEVER)
 
         def decode(r: Response) -> tuple[str, str]:
             body = self._json(req, r, 201)

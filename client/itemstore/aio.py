@@ -16,7 +16,7 @@ from ._async_transport import AsyncTransport
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import Call, Item, OpResult
+from ._protocol import Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
 
 T = TypeVar("T")
@@ -130,10 +130,19 @@ class AsyncCollection(_AsyncFlowMapping):
         return await self.client.run_flow(self._flows.get_item(key, consistent))
 
     async def set(
-        self, key: Key, value: Any, *, if_match: str | None = None, if_absent: bool = False
+        self,
+        key: Key,
+        value: Any,
+        *,
+        if_match: str | None = None,
+        if_absent: bool = False,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
     ) -> str:
-        """``c[key] = value``; returns the new ETag (conditions as in the sync ``set``)."""
-        return await self.client.run_flow(self._flows.set(key, value, if_match, if_absent))
+        """``c[key] = value``; returns the new ETag (conditions and expiry as
+        in the sync ``set``)."""
+        expires = expiry(expire_in, expire_at)
+        return await self.client.run_flow(self._flows.set(key, value, if_match, if_absent, expires))
 
     async def delete(self, key: Key, *, if_match: str | None = None) -> Item:
         """``del c[key]``: returns the removed item; KeyError when absent."""
@@ -150,12 +159,15 @@ class AsyncCollection(_AsyncFlowMapping):
         delete: list[str] | None = None,
         merge: Any = MISSING,
         if_match: str | None = None,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
     ) -> Any:
         """Change part of an item atomically; return its new value (as the sync ``patch``)."""
         change = operations(
             set=set, increment=increment, append=append, prepend=prepend, delete=delete
         )
-        return await self.client.run_flow(self._flows.patch(key, change, merge, if_match))
+        expires = expiry(expire_in, expire_at)
+        return await self.client.run_flow(self._flows.patch(key, change, merge, if_match, expires))
 
     async def is_empty(self) -> bool:
         """``not c``."""
@@ -168,9 +180,11 @@ class AsyncCollection(_AsyncFlowMapping):
             other = [pair async for pair in other.items()]
         await self.client.run_flow(self._flows.update(pairs_of(other, kwargs)))
 
-    async def add(self, value: Any) -> str:
-        """Store under a new service-made key; return the key."""
-        return await self.client.run_flow(self._flows.add(value))
+    async def add(
+        self, value: Any, *, expire_in: int | None = None, expire_at: int | None = None
+    ) -> str:
+        """Store under a new service-made key; return the key (expiry as in ``set``)."""
+        return await self.client.run_flow(self._flows.add(value, expiry(expire_in, expire_at)))
 
     def __aiter__(self) -> AsyncIterator[Key]:
         return self.iter_keys()

@@ -13,7 +13,7 @@ from . import _flows as flows
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import Call, Item, OpResult
+from ._protocol import Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
 
@@ -187,12 +187,22 @@ class Collection(_FlowMapping):
         return self.client.run_flow(self._flows.get_item(key, consistent))
 
     def set(
-        self, key: Key, value: Any, *, if_match: str | None = None, if_absent: bool = False
+        self,
+        key: Key,
+        value: Any,
+        *,
+        if_match: str | None = None,
+        if_absent: bool = False,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
     ) -> str:
         """Store ``value``; return its new ETag. ``if_match`` makes it a
         compare-and-set, ``if_absent`` a create; a failed condition raises
-        ``PreconditionFailed`` carrying the current value and ETag."""
-        return self.client.run_flow(self._flows.set(key, value, if_match, if_absent))
+        ``PreconditionFailed`` carrying the current value and ETag. The item
+        expires ``expire_in`` seconds from now or at Unix time ``expire_at``;
+        without them, never (a write replaces the expiry the item had)."""
+        expires = expiry(expire_in, expire_at)
+        return self.client.run_flow(self._flows.set(key, value, if_match, if_absent, expires))
 
     def delete(self, key: Key, *, if_match: str | None = None) -> Item:
         """Remove an item and return it; KeyError when absent."""
@@ -209,20 +219,25 @@ class Collection(_FlowMapping):
         delete: list[str] | None = None,
         merge: Any = MISSING,
         if_match: str | None = None,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
     ) -> Any:
         """Change part of an item atomically; return its new value. Paths are
         dotted field names (``"profile.name"``, ``"tags.0"``; ``\\.`` is a dot
         in a name). ``merge`` sends a JSON Merge Patch instead. KeyError when
         absent; ``ValidationError`` when the change does not fit the value;
-        ``PreconditionFailed`` when ``if_match`` is not the item's ETag."""
+        ``PreconditionFailed`` when ``if_match`` is not the item's ETag. The
+        item keeps its expiry unless ``expire_in`` / ``expire_at`` set one."""
         change = operations(
             set=set, increment=increment, append=append, prepend=prepend, delete=delete
         )
-        return self.client.run_flow(self._flows.patch(key, change, merge, if_match))
+        expires = expiry(expire_in, expire_at)
+        return self.client.run_flow(self._flows.patch(key, change, merge, if_match, expires))
 
-    def add(self, value: Any) -> str:
-        """Store ``value`` under a new time-ordered key made by the service; return the key."""
-        return self.client.run_flow(self._flows.add(value))
+    def add(self, value: Any, *, expire_in: int | None = None, expire_at: int | None = None) -> str:
+        """Store ``value`` under a new time-ordered key made by the service;
+        return the key. Expiry as in ``set``."""
+        return self.client.run_flow(self._flows.add(value, expiry(expire_in, expire_at)))
 
     def to_dict(self) -> dict[Key, Any]:
         return dict(self.iter_items())

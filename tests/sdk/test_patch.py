@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 
 import pytest
@@ -102,3 +104,35 @@ async def test_async_patch_and_session_increment(async_client: AsyncClient) -> N
     async with async_client.session(name) as session:
         await session.increment("k", "n", 3)
     assert await coll.getitem("k") == {"n": 5, "tags": [1]}
+
+
+def test_expiring_writes(coll: Collection) -> None:
+    coll.set("session", {"user": "ada"}, expire_in=1)
+    coll.set("cache", {}, expire_at=int(time.time()) + 3600)
+    key = coll.add({"event": "login"}, expire_in=1)
+    assert coll.patch("cache", increment={"hits": 1}) == {"hits": 1}
+    coll["plain"] = 0
+    time.sleep(2.1)  # the expiry is rounded up to the next second
+    assert "session" not in coll and key not in coll
+    assert coll.get("session") is None
+    assert sorted(coll) == ["cache", "plain"]
+    assert len(coll) == 2
+    with pytest.raises(KeyError):
+        coll.patch("session", set={"user": "bob"})
+    coll.patch("cache", increment={"hits": 1}, expire_in=1)
+    time.sleep(2.1)
+    assert "cache" not in coll
+    with pytest.raises(ValidationError) as refused:
+        coll.set("k", 1, expire_in=1, expire_at=int(time.time()) + 60)
+    assert "not both" in refused.value.detail
+    assert "k" not in coll
+
+
+async def test_async_expiring_writes(async_client: AsyncClient) -> None:
+    coll = async_client.collection(f"a-{uuid.uuid4().hex[:12]}")
+    await coll.set("k", {"n": 1}, expire_in=1)
+    key = await coll.add(2, expire_at=int(time.time()) + 1)
+    assert await coll.patch("k", increment={"n": 1}, expire_in=3600) == {"n": 2}
+    await asyncio.sleep(2.1)
+    assert await coll.get(key) is None
+    assert await coll.get("k") == {"n": 2}  # the patch moved its expiry an hour away
