@@ -19,7 +19,7 @@ def examples() -> list[str]:
 
 def test_docs_have_the_promised_examples() -> None:
     blocks = examples()
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     assert any("Depends(users)" in b for b in blocks) and any("@users.handler" in b for b in blocks)
 
 
@@ -35,6 +35,6 @@ def test_docs_examples_run(service_url: str, monkeypatch: pytest.MonkeyPatch) ->
         assert DOC_URL in block or "storage_context(" in block
         exec(compile(block.replace(DOC_URL, service_url), str(DOC), "exec"), {"__name__": "docs"})
         ran += 1
-    assert ran >= 6
+    assert ran >= 7
     if itemstore.context._default is not None:
         itemstore.context._default.close()
