@@ -78,7 +78,8 @@ UNPROCESSED_RETRIES: Final = Counter(
 # Fail fast: refusals, expired deadlines and the circuit breaker.
 REQUESTS_REFUSED: Final = Counter(
     "itemstore_requests_refused",
-    "Requests answered 503 overloaded, by what was full: in-flight, read-queue or write-queue.",
+    "Requests answered 503 overloaded, by what was full: in-flight, read-queue, write-queue"
+    " or update-queue.",
     ["reason"],
 )
 DEADLINES_EXPIRED: Final = Counter(
