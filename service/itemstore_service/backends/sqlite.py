@@ -7,7 +7,10 @@ returns. Batched point reads (``get_many``) run on the event loop itself: they
 are primary-key lookups in the page cache, a few microseconds a key, cheaper
 than a thread hop (measured: +17% GET throughput). Listings and counts, which
 may scan, run on a reader thread. WAL lets every reader go on while the
-writer commits.
+writer commits. A batch of patches (``update_many``) reads and writes in one
+write transaction, so it is atomic across worker processes too. Expired rows
+are filtered out of every read and removed by a periodic sweep, a few hundred
+rows per transaction.
 
 Faults of the file or the disk raise BackendUnavailable, never a loss or a wrong answer
 (``sqlite_faults``): every COMMIT first checks that the file is still the one
@@ -66,6 +69,9 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (collection, sk)
 )
 """
+# A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
+# the key's B-tree make every lookup walk overflow pages (measured 4x slower).
+
 # Files made before items could expire lack the column: added at open.
 EXPIRY_COLUMN = "ALTER TABLE items ADD COLUMN expires_at INTEGER"
 # Only expiring items are indexed: the sweep finds them without a scan.
@@ -79,8 +85,6 @@ LIVE = "(expires_at IS NULL OR expires_at > ?)"
 # little behind it.
 SWEEP_CHUNK = 500
 SWEEP_EVERY = 60.0  # seconds between sweeps
-# A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
-# the key's B-tree make every lookup walk overflow pages (measured 4x slower).
 
 # SQLite allows 32,766 host parameters per statement.
 _MAX_KEYS_PER_SELECT = 500
