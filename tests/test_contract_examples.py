@@ -336,8 +336,11 @@ async def drive_read(plain: Api, secured: Api, method: str) -> None:
     """GET and HEAD answer alike (HEAD without a body)."""
     etag = await put(plain, "/collections/c/items/alice", {"age": 31})
     answer = await plain.call(method, ITEM, "/collections/c/items/alice?consistent=true", 200)
-    assert answer.headers["ETag"] == etag
+    assert answer.headers["ETag"] == etag and "Expires" not in answer.headers
     assert method == "HEAD" or answer.json() == {"age": 31}
+    await put(plain, "/collections/c/items/temp?expire_in=60", 1)
+    answer = await plain.call(method, ITEM, "/collections/c/items/temp", 200)
+    assert answer.headers["Expires"].endswith(" GMT")
     fresh = {"If-None-Match": etag}
     await plain.call(method, ITEM, "/collections/c/items/alice", 304, headers=fresh)
     # Typed keys: 1 and 1.0 are one key; "1" and true are others.
