@@ -24,7 +24,8 @@ from itemstore_service.backends.base import Backend, ItemKey, Puts, Record, Reco
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable, ItemNotFound
 from itemstore_service.keys import encode_key
-from itemstore_service.store import Op, Outcome, Store
+from itemstore_service.operations import Op, Outcome
+from itemstore_service.store import Store
 
 Client = TestClient[Request, Application]
 

@@ -21,8 +21,8 @@ from .appkeys import CONFIG, STORE
 from .backends.base import Record
 from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
+from .operations import Op, OpResult, Outcome
 from .problems import error_members, problem_for
-from .store import Op, OpResult, Outcome
 from .validation import (
     batch_ops,
     collection_name,

@@ -6,87 +6,31 @@ reads and writes through batchers: concurrent reads become one ``get_many``,
 concurrent puts and deletes one ``write_many`` (group commit). A write is
 answered only after the batch that carries it is durable. Conditional writes
 go straight to the backend's single-item conditional calls: they cannot share
-a batch. Patches (partial updates) are batched apart: concurrent patches
-become one ``update_many``, which applies each to the record it reads,
-atomically per item. A blind put (its caller does not ask whether it created or replaced
-the item) needs no read of the record it replaces.
+a batch. Patches are batched apart (``updates``). A blind put (its caller
+does not ask whether it created or replaced the item) needs no read of the
+record it replaces.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import itertools
 import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from itemstore_wire import exactjson
 from itemstore_wire.contract import COLLECTION_NAME, Key, Limits
 
 from . import deadlines
-from .backends.base import Backend, ConditionFailed, ItemKey, Record, Update
+from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
-from .errors import (
-    Contended,
-    InvalidCursor,
-    ItemNotFound,
-    ItemstoreError,
-    PatchConflict,
-    PreconditionFailed,
-    ValueTooLarge,
-)
+from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
 from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
-from .patching import Change, apply
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One operation of a batch, with its key already typed and its value
-    already validated (``value`` is the stored JSON bytes for a put;
-    ``change`` what a patch does)."""
-
-    kind: Literal["get", "put", "delete", "patch"]
-    key: Key
-    value: bytes = b""
-    change: Change | None = None
-    expires_at: int | None = None  # a put's or patch's expiry (Unix seconds)
-
-
-class Outcome(enum.Enum):
-    """What an operation found or did."""
-
-    FOUND = "found"  # a get found the item
-    MISSING = "missing"  # a get or a delete found no item
-    CREATED = "created"  # a put stored an item that was absent
-    REPLACED = "replaced"  # a put replaced an item
-    WRITTEN = "written"  # a blind put stored an item, present before or not
-    DELETED = "deleted"  # a delete removed the item
-    PATCHED = "patched"  # a patch changed the item
-    REFUSED = "refused"  # a patch did not apply: ``error`` says why
-
-
-@dataclass(frozen=True, slots=True)
-class OpResult:
-    """One op's outcome; ``record`` is the value read, written or removed
-    (None when the outcome is MISSING or REFUSED)."""
-
-    outcome: Outcome
-    record: Record | None = None
-    error: ItemstoreError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A put's outcome (CREATED, REPLACED, or WRITTEN when blind) and the
-    record it wrote."""
-
-    outcome: Outcome
-    record: Record
+from .operations import Op, OpResult, Outcome, Stored, new_version
+from .patching import Change
+from .updates import Patch, apply_patches
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +60,6 @@ class _Delete:
 
 
 _Queued = _Get | _Put | _Delete
-
-
-@dataclass(frozen=True, slots=True)
-class _Patch:
-    key: ItemKey
-    change: Change
-    expected: str | None = None  # If-Match: the version the item must have
-    expires_at: int | None = None  # None: the item keeps its expiry
-
-
-def new_version() -> str:
-    return secrets.token_hex(8)
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -199,8 +131,8 @@ class Store:
             name="write",
             writes=True,
         )
-        self._updates = Batcher[_Patch, OpResult](
-            self._update_batch,
+        self._updates = Batcher[Patch, OpResult](
+            lambda patches: apply_patches(self.backend, patches, self.max_value_bytes),
             max_batch=tuning.write_batch,
             max_in_flight=tuning.write_in_flight,
             max_queued=max_queued,
@@ -281,67 +213,6 @@ class Store:
                 state.pop(op.key, None)
         return results
 
-    async def _update_batch(self, ops: list[_Patch]) -> list[OpResult]:
-        """Apply ``ops`` in order with one ``update_many``: the ops of one key
-        make one update, which the backend may run again after a concurrent
-        write (each run answers every op afresh)."""
-        results = [OpResult(Outcome.MISSING)] * len(ops)
-        by_key: dict[ItemKey, list[int]] = {}
-        for index, op in enumerate(ops):
-            by_key.setdefault(op.key, []).append(index)
-
-        def update_of(indexes: list[int]) -> Update:
-            def update(current: Record | None) -> Record | None:
-                record = current
-                for index in indexes:
-                    results[index] = result = self._patched(ops[index], record)
-                    if result.outcome is Outcome.PATCHED:
-                        record = result.record
-                return None if record is current else record
-
-            return update
-
-        contended = await self.backend.update_many(
-            {key: update_of(indexes) for key, indexes in by_key.items()}
-        )
-        for key in contended:
-            error = Contended(
-                "other writers kept changing the item while this patch was applied;"
-                " it was not applied: retry"
-            )
-            for index in by_key[key]:
-                results[index] = OpResult(Outcome.REFUSED, error=error)
-        return results
-
-    def _patched(self, op: _Patch, current: Record | None) -> OpResult:
-        """What ``op`` makes of ``current``: PATCHED with the new record,
-        MISSING, or REFUSED with the error to answer."""
-        if current is None:
-            return OpResult(Outcome.MISSING)
-        if op.expected is not None and current.version != op.expected:
-            failed = PreconditionFailed(
-                "the item is not in the expected state; its current value and etag are attached",
-                current=current,
-            )
-            return OpResult(Outcome.REFUSED, error=failed)
-        try:
-            value = exactjson.dumps(apply(exactjson.loads(current.value), op.change))
-        except PatchConflict as conflict:
-            return OpResult(Outcome.REFUSED, error=conflict)
-        except (TypeError, ValueError):  # nests too deeply for exactjson
-            too_deep = PatchConflict("the stored value nests too deeply to patch: PUT it whole")
-            return OpResult(Outcome.REFUSED, error=too_deep)
-        if len(value) > self.max_value_bytes:
-            too_large = ValueTooLarge(
-                f"the patched value would be {len(value)} bytes of JSON; the limit is"
-                f" {self.max_value_bytes} bytes"
-            )
-            return OpResult(Outcome.REFUSED, error=too_large)
-        expires_at = current.expires_at if op.expires_at is None else op.expires_at
-        return OpResult(
-            Outcome.PATCHED, Record(value, new_version(), current.float_key, expires_at)
-        )
-
     # -- items ------------------------------------------------------------
 
     async def get(self, collection: str, key: Key, *, consistent: bool = False) -> Record:
@@ -417,7 +288,7 @@ class Store:
         limit; Contended when other writers kept it from applying.
         ``expires_at``: the item's new expiry; None: it keeps the one it has."""
         item_key = (collection, encode_key(key))
-        result = await self._updates.submit(_Patch(item_key, change, if_match, expires_at))
+        result = await self._updates.submit(Patch(item_key, change, if_match, expires_at))
         if result.outcome is Outcome.MISSING:
             raise ItemNotFound(f"collection {collection!r} has no item with key {key!r}")
         if result.error is not None:
@@ -451,7 +322,7 @@ class Store:
             if patches:
                 results += await self._updates.submit_group(
                     [
-                        _Patch((collection, encode_key(op.key)), _change(op), None, op.expires_at)
+                        Patch((collection, encode_key(op.key)), _change(op), None, op.expires_at)
                         for op in run
                     ]
                 )

@@ -29,9 +29,9 @@ from .errors import (
     ValueTooLarge,
 )
 from .keys import check_json_key, key_bytes, parse_path_key
+from .operations import Op
 from .patching import Change, parse_merge_patch, parse_operations
 from .problems import UnsupportedMediaType
-from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
 _PAGE_SIZE = re.compile(r"[0-9]{1,9}")
