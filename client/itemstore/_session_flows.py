@@ -117,8 +117,10 @@ class SessionFlows:
         """Send every pending change, one batch call per ``max_batch_ops``,
         puts as blind writes, increments last; the number of ops sent. The
         cache stays valid afterwards. KeyError (once all is sent) when an
-        incremented item was absent."""
+        incremented item was absent. A failed commit does not send its
+        increments again."""
         plan = self.state.plan()
+        self.state.increments_sent()
         results: list[OpResult] = []
         if plan.ops:
             results = yield from batch(self.core, self.name, plan.ops, minimal=True)

@@ -83,6 +83,11 @@ class SessionState:
         change = dumps({"increment": {path: by}})
         self._increments.append(BatchOp("patch", check_key(key), change))
 
+    def increments_sent(self) -> None:
+        """Forget the buffered increments once a commit sends them: a commit
+        that fails midway must not send them again (they may have counted)."""
+        self._increments.clear()
+
     def delete(self, entry: Entry) -> None:
         entry.present, entry.value, entry.written = False, None, False
 
@@ -160,7 +165,6 @@ class SessionState:
             entry.remote = Remote.PRESENT if data is not None else Remote.ABSENT
             entry.snapshot = data
             entry.written = False
-        self._increments.clear()
         for key, value in patched:
             self._entries.pop(key_tag(key), None)
             self.loaded(key, value is not None, value)

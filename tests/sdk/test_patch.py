@@ -89,6 +89,12 @@ def test_session_increment_is_a_patch_at_commit(sync_client: Client) -> None:
     session.increment("absent", "n")
     with pytest.raises(KeyError):
         session.commit()
+    session.increment("page", "visits")
+    session.increment("new", "n.x")  # "n" holds a number: the service refuses it
+    with pytest.raises(ValidationError):
+        session.commit()
+    assert session.commit() == 0  # a failed commit's increments are not sent twice
+    assert sync_client.collection(name)["page"] == {"visits": 5}
     with pytest.raises(TypeError):
         session.increment("page", "visits", "1")  # type: ignore[arg-type]
 
