@@ -406,7 +406,7 @@ class DynamoDBBackend:
                 ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
                 FilterExpression=LIVE_FILTER,
                 Select="COUNT",
-                Limit=100,
+                Limit=10,
             )
             async for page in pages:
                 if page["Count"]:
