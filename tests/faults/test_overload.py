@@ -107,10 +107,10 @@ async def open_loop(sender: BatchSender, rate: float, seconds: float) -> tuple[i
 
 
 @pytest.mark.xfail(
-    reason="not met on this 2-core machine, where the load client shares the CPU with the"
-    " worker: with shedding on loop lag and queue delay the admitted p99 of batches of 100"
-    " puts is 0.4-1.2 s against 2.1-2.7 s without (5x the unloaded p99 is 20-50 ms), and"
-    " refusals take 0.15-1 s to reach the client",
+    reason="not met on this 2-core machine, where the load client (aiohttp, open loop, some"
+    " 1,700 requests/s of 5 KiB bodies) takes a core of its own: with the default bounds the"
+    " admitted p99 of batches of 100 puts is 0.2-1.1 s on a quiet machine, 5x the unloaded"
+    " p99 is 30-50 ms, and refusals take 0.1-0.5 s to reach the client",
     strict=False,
 )
 async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
