@@ -33,7 +33,7 @@ def create_app(config: Config) -> web.Application:
         problem_middleware,
     ]
     # Admission first: a refused request costs no more than a counter.
-    admission = Admission(config.max_inflight, config.max_queue_delay)
+    admission = Admission(config.max_inflight, config.max_queue_delay, config.max_loop_lag)
     middlewares.append(admission_middleware(admission))
     if config.token:
         middlewares.append(auth_middleware(config.token))

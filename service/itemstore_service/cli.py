@@ -156,10 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option(
         "max-queue-delay",
-        "seconds a worker may be behind (event loop lag, or the wait a new operation would"
-        " have in a batch queue) before new requests get 503 overloaded",
+        "seconds of work a batch queue may hold past its next round of batches before new"
+        " requests get 503 overloaded",
         type=float,
         default=defaults.max_queue_delay,
+    )
+    option(
+        "max-loop-lag",
+        "seconds the event loop may run late before new requests get 503 overloaded",
+        type=float,
+        default=defaults.max_loop_lag,
     )
     option(
         "breaker-failures",
