@@ -30,6 +30,7 @@ from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
 from tests.test_openapi import (
     SPEC,
+    SPEC_FILE,
     Answer,
     check_answer,
     check_schema,
@@ -200,6 +201,17 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     # A real setting, not a fake: with room for no request in flight, every one is refused.
     plain.app[ADMISSION].max_inflight = 0
     assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
+
+
+@driver("getOpenApi")
+async def drive_openapi(plain: Api, secured: Api) -> None:
+    served = await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 200)
+    assert served.body == SPEC_FILE.read_bytes()
+    await secured.call("GET", "/openapi.yaml", "/openapi.yaml", 200, token=False)
+    answer = await plain.call("GET", "/openapi.yaml", "/openapi.yaml?format=json", 400)
+    assert code(answer) == "unexpected-parameter"
+    plain.app[ADMISSION].max_inflight = 0
+    assert code(await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 503)) == "overloaded"
 
 
 @driver("getLiveness")

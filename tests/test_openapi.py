@@ -28,6 +28,7 @@ from itemstore_service.app import create_app
 from itemstore_service.auth import PUBLIC_PATHS
 from itemstore_service.config import Config
 from itemstore_service.query_parameters import ACCEPTED
+from itemstore_service.routes import openapi_document
 from itemstore_wire.contract import Limits
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
@@ -163,6 +164,11 @@ def check_answer(method: str, template: str, answer: Answer) -> None:
 def test_spec_is_valid_openapi_3_1() -> None:
     assert SPEC["openapi"].startswith("3.1.")
     validate(SPEC, cls=OpenAPIV31SpecValidator)
+
+
+def test_the_package_carries_this_document() -> None:
+    # The package's openapi.yaml links to the repository's; a copy would drift.
+    assert openapi_document() == SPEC_FILE.read_bytes()
 
 
 def test_served_routes_and_documented_operations_match(sqlite_config: Config) -> None:

@@ -147,7 +147,7 @@ def from_error(error: ItemstoreError) -> web.Response:
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
     status = exc.status
     if status == 404:
-        return from_error(RouteNotFound("no route for this path: see GET / and openapi.yaml"))
+        return from_error(RouteNotFound("no route for this path: see GET /openapi.yaml"))
     if status == 405:
         allowed = sorted(getattr(exc, "allowed_methods", ()))
         response = from_error(

@@ -20,6 +20,7 @@ _ITEMS: Final = "/collections/{name}/items"
 
 ACCEPTED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/"): frozenset(),
+    ("GET", "/openapi.yaml"): frozenset(),
     ("GET", "/healthz"): frozenset(),
     ("GET", "/readyz"): frozenset(),
     ("GET", "/metrics"): frozenset(),

@@ -6,7 +6,9 @@ problem+json in one middleware (problems.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any, Final
 
 import orjson
@@ -70,6 +72,17 @@ async def service_info(request: web.Request) -> web.Response:
             "limits": config.limits,
         }
     )
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    """The contract, openapi.yaml, as shipped inside this package."""
+    return resources.files(__package__).joinpath("openapi.yaml").read_bytes()
+
+
+@routes.get("/openapi.yaml")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/yaml")
 
 
 # -- items -------------------------------------------------------------------
