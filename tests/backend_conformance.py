@@ -28,6 +28,7 @@ Opener = Callable[[], AbstractAsyncContextManager[Backend]]
 ODD_KEYS: list[Key] = [
     "a", "A", "Z", "z", "a/b", "a#b", "a%20b", "a b", ".", "..", "/", "#", "%", " ",
     "é", "é/x", "ÿ", "Ā", "中文", "\uff01", "😀", "😀😀", "a😀", "a\uffff", "ab", "a.b",
+    "{", "}", "{id}",
     1, -5, 10, 2.5, 1e-7, True, False,
 ]  # fmt: skip
 

@@ -30,6 +30,7 @@ from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
 from tests.test_openapi import (
     SPEC,
+    SPEC_FILE,
     Answer,
     check_answer,
     check_schema,
@@ -196,15 +197,29 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     info = (await plain.call("GET", ROOT, "/", 200)).json()
     assert (info["backend"], info["limits"]) == ("sqlite", dataclasses.asdict(LIMITS))
     await secured.call("GET", ROOT, "/", 200, token=False)
+    assert code(await plain.call("GET", ROOT, "/?limit=1", 400)) == "unexpected-parameter"
     # A real setting, not a fake: with room for no request in flight, every one is refused.
     plain.app[ADMISSION].max_inflight = 0
     assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
+
+
+@driver("getOpenApi")
+async def drive_openapi(plain: Api, secured: Api) -> None:
+    served = await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 200)
+    assert served.body == SPEC_FILE.read_bytes()
+    await secured.call("GET", "/openapi.yaml", "/openapi.yaml", 200, token=False)
+    answer = await plain.call("GET", "/openapi.yaml", "/openapi.yaml?format=json", 400)
+    assert code(answer) == "unexpected-parameter"
+    plain.app[ADMISSION].max_inflight = 0
+    assert code(await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 503)) == "overloaded"
 
 
 @driver("getLiveness")
 async def drive_liveness(plain: Api, secured: Api) -> None:
     await plain.call("GET", "/healthz", "/healthz", 200)
     await secured.call("GET", "/healthz", "/healthz", 200, token=False)
+    answer = await plain.call("GET", "/healthz", "/healthz?verbose=1", 400)
+    assert code(answer) == "unexpected-parameter"
 
 
 @driver("getReadiness")
@@ -213,6 +228,8 @@ async def drive_readiness(plain: Api, secured: Api) -> None:
         "status": "ready",
         "backend": "sqlite",
     }
+    answer = await plain.call("GET", "/readyz", "/readyz?verbose=1", 400)
+    assert code(answer) == "unexpected-parameter"
     # A real setting, not a fake: with a zero ping timeout no backend answers in time.
     plain.app[HEALTH].ping_timeout = 0.0
     assert code(await plain.call("GET", "/readyz", "/readyz", 503)) == "backend-unavailable"
@@ -227,6 +244,8 @@ async def drive_metrics(plain: Api, secured: Api) -> None:
     text = (await plain.call("GET", "/metrics", "/metrics", 200)).body.decode()
     assert 'itemstore_http_requests_total{method="GET",route="/",status="200"}' in text
     await secured.call("GET", "/metrics", "/metrics", 200, token=False)
+    answer = await plain.call("GET", "/metrics", "/metrics?name=x", 400)
+    assert code(answer) == "unexpected-parameter"
 
 
 @driver("listCollections")
@@ -298,6 +317,8 @@ async def drive_list_items(plain: Api, secured: Api) -> None:
         "invalid-cursor"
     )
     await plain.call("GET", ITEMS, "/collections/c/items?keys_only=maybe", 400)
+    answer = await plain.call("GET", ITEMS, "/collections/c/items?prefx=al", 400)
+    assert (code(answer), answer.json()["parameter"]) == ("unexpected-parameter", "prefx")
     await unauthorized_and_unavailable(plain, secured, "GET", ITEMS, "/collections/c/items")
 
 

@@ -5,6 +5,7 @@ a flag given on the command line wins."""
 from __future__ import annotations
 
 import argparse
+import errno
 import faulthandler
 import logging
 import multiprocessing
@@ -14,9 +15,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from itemstore_wire.contract import Limits
 
@@ -198,8 +199,9 @@ def _release_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def run_worker(config: Config) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and close (one process)."""
+def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and close (one process).
+    ``on_listening`` is called once the port is bound."""
     _hold_stop_signals()  # held already when started by serve(): the hold is inherited
     faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS ...) still writes its traceback
     import uvloop
@@ -207,7 +209,7 @@ def run_worker(config: Config) -> None:
 
     from .app import create_app
     from .gc_tuning import settle_heap
-    from .listener import run_guarded
+    from .listener import CannotListen, run_guarded
     from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
@@ -228,25 +230,66 @@ def run_worker(config: Config) -> None:
             reuse_port=config.workers > 1,
             shutdown_timeout=config.shutdown_timeout,
             loop=uvloop.new_event_loop(),
+            on_listening=on_listening,
         )
-    except (OSError, ItemstoreError) as exc:  # a port in use, a path it cannot write ...
+    except CannotListen as exc:
+        _exit_with(_listen_problem(config, exc.error))
+    except (OSError, ItemstoreError) as exc:  # a path it cannot write ...
         logging.getLogger("itemstore").error("cannot start: %s", exc)  # no traceback
         sys.exit(1)
 
 
-def _check_port_free(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on, or None. Workers bind with
-    SO_REUSEPORT, which would also let them share the port with another
-    itemstore unnoticed; a plain bind first fails if anything listens there."""
+def _run_worker_process(config: Config, listening: multiprocessing.connection.Connection) -> None:
+    """One of several workers: tells the parent through ``listening`` once it listens."""
+    run_worker(config, on_listening=lambda: listening.send_bytes(b"listening"))
+
+
+def _exit_with(problem: str) -> NoReturn:
+    print(f"itemstore: error: {problem}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _listen_problem(config: Config, error: OSError) -> str:
+    """Why the service cannot listen, in one line that names the setting to change."""
+    if error.errno is not None and error.errno > 0:  # a name lookup's errors are < 0
+        reason = os.strerror(error.errno)
+    else:
+        reason = error.strerror or str(error)
+    if error.errno in (errno.EADDRINUSE, errno.EACCES):
+        fix = "choose another port with --port (or ITEMSTORE_PORT)"
+    else:
+        fix = "give an address of this machine with --host (or ITEMSTORE_HOST)"
+    return f"cannot listen on {config.host}:{config.port}: {reason}; {fix}"
+
+
+def _check_port_free(config: Config) -> str | None:
+    """Why the service cannot listen, or None. Workers bind with SO_REUSEPORT,
+    which would also let them share the port with another itemstore
+    unnoticed; a plain bind first fails if anything listens there."""
     try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        addresses = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         for family, kind, proto, _, address in addresses:
             with socket.socket(family, kind, proto) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(address)
     except OSError as exc:
-        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        return _listen_problem(config, exc)
     return None
+
+
+def _all_listening(
+    receivers: list[multiprocessing.connection.Connection], sentinels: list[int]
+) -> bool:
+    """Wait until every worker says it listens (True) or one ends (False)."""
+    waiting = list(receivers)
+    while waiting:
+        ready = multiprocessing.connection.wait([*waiting, *sentinels])
+        if any(sentinel in ready for sentinel in sentinels):
+            return False
+        waiting = [receiver for receiver in waiting if receiver not in ready]
+    return True
 
 
 def serve(config: Config) -> None:
@@ -259,25 +302,32 @@ def serve(config: Config) -> None:
         multiprocessing.resource_tracker.ensure_running()
     _hold_stop_signals()
     where = backend_module(config.backend).describe(config)
-    print(
-        f"itemstore {__version__} on http://{config.host}:{config.port} "
-        f"(backend {config.backend}: {where}, {config.workers} worker(s))",
-        flush=True,
-    )
+
+    def announce() -> None:  # once listening: a port in use prints only the error
+        print(
+            f"itemstore {__version__} on http://{config.host}:{config.port} "
+            f"(backend {config.backend}: {where}, {config.workers} worker(s))",
+            flush=True,
+        )
+
     if config.workers == 1:
-        run_worker(config)
+        run_worker(config, on_listening=announce)
         return
     from .observability.metrics import prepare_multiprocess_metrics
 
-    problem = _check_port_free(config.host, config.port)
+    problem = _check_port_free(config)
     if problem:
-        print(f"itemstore: error: {problem}", file=sys.stderr)
-        sys.exit(1)
+        _exit_with(problem)
     prepare_multiprocess_metrics()  # workers share one metrics directory
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=run_worker, args=(config,)) for _ in range(config.workers)]
+    pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
+    workers = [
+        context.Process(target=_run_worker_process, args=(config, sender)) for _, sender in pipes
+    ]
     for worker in workers:
         worker.start()
+    for _, sender in pipes:
+        sender.close()  # the workers hold their own ends
 
     stopping = False
 
@@ -291,9 +341,12 @@ def serve(config: Config) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     _release_stop_signals()
+    sentinels = [worker.sentinel for worker in workers]
+    if _all_listening([receiver for receiver, _ in pipes], sentinels):
+        announce()
     # One worker ending, on a signal or not, ends the service: a half-size
     # service that says nothing is worse than a restart by the orchestrator.
-    ready = multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    ready = multiprocessing.connection.wait(sentinels)
     if not stopping:
         # The sentinel is ready when the process closes it, maybe a moment
         # before is_alive() can tell: join the one that ended.

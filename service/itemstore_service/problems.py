@@ -56,6 +56,11 @@ class UnsupportedMediaType(ItemstoreError):
     pass
 
 
+class UnexpectedQueryParameter(InvalidInput):
+    """A query parameter the route does not take, or one given twice.
+    ``extra``: ``parameter`` (its name) and ``accepted`` (the route's names)."""
+
+
 # -- the table -----------------------------------------------------------------
 
 
@@ -78,6 +83,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     InvalidCollectionName: Problem(400, "invalid-collection-name", "Invalid collection name"),
     InvalidBatch: Problem(400, "invalid-batch", "Invalid batch"),
     InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor"),
+    UnexpectedQueryParameter: Problem(400, "unexpected-parameter", "Unexpected query parameter"),
     Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
     ItemNotFound: Problem(404, "item-not-found", "No item with this key"),
     RouteNotFound: Problem(404, "not-found", "No such route"),
@@ -141,7 +147,7 @@ def from_error(error: ItemstoreError) -> web.Response:
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
     status = exc.status
     if status == 404:
-        return from_error(RouteNotFound("no route for this path: see GET / and openapi.yaml"))
+        return from_error(RouteNotFound("no route for this path: see GET /openapi.yaml"))
     if status == 405:
         allowed = sorted(getattr(exc, "allowed_methods", ()))
         response = from_error(

@@ -6,7 +6,9 @@ problem+json in one middleware (problems.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any, Final
 
 import orjson
@@ -30,6 +32,11 @@ from .validation import (
 )
 
 routes = web.RouteTableDef()
+
+# aiohttp's plain ``{var}`` matches no '{' or '}': these match any text of one
+# path segment, so every key and name reaches the handler (which checks it).
+NAME: Final = "{name:[^/]+}"
+KEY: Final = "{key:[^/]+}"
 
 _JSON = "application/json"
 
@@ -67,10 +74,21 @@ async def service_info(request: web.Request) -> web.Response:
     )
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """The contract, openapi.yaml, as shipped inside this package."""
+    return resources.files(__package__).joinpath("openapi.yaml").read_bytes()
+
+
+@routes.get("/openapi.yaml")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/yaml")
+
+
 # -- items -------------------------------------------------------------------
 
 
-@routes.get("/collections/{name}/items/{key}")
+@routes.get(f"/collections/{NAME}/items/{KEY}")
 async def get_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -82,7 +100,7 @@ async def get_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": tag})
 
 
-@routes.put("/collections/{name}/items/{key}")
+@routes.put(f"/collections/{NAME}/items/{KEY}")
 async def put_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -99,7 +117,7 @@ async def put_item(request: web.Request) -> web.Response:
     return json_response({"key": exact(key), "etag": tag}, STATUS[stored.outcome], ETag=tag)
 
 
-@routes.delete("/collections/{name}/items/{key}")
+@routes.delete(f"/collections/{NAME}/items/{KEY}")
 async def delete_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -110,7 +128,7 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
-@routes.post("/collections/{name}/items")
+@routes.post(f"/collections/{NAME}/items")
 async def create_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -121,7 +139,7 @@ async def create_item(request: web.Request) -> web.Response:
     return json_response({"key": key, "etag": tag}, 201, ETag=tag, Location=location)
 
 
-@routes.get("/collections/{name}/items")
+@routes.get(f"/collections/{NAME}/items")
 async def list_items(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -150,7 +168,7 @@ def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:
     return answer
 
 
-@routes.post("/collections/{name}/batch")
+@routes.post(f"/collections/{NAME}/batch")
 async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -178,13 +196,13 @@ async def list_collections(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/collections/{name}")
+@routes.get(f"/collections/{NAME}")
 async def get_collection(request: web.Request) -> web.Response:
     name = collection_name(request)
     return json_response({"name": name, "count": await request.app[STORE].count(name)})
 
 
-@routes.delete("/collections/{name}")
+@routes.delete(f"/collections/{NAME}")
 async def clear_collection(request: web.Request) -> web.Response:
     name = collection_name(request)
     return json_response({"name": name, "deleted": await request.app[STORE].clear(name)})
