@@ -278,7 +278,19 @@ class BackendConformance:
             assert [item.sk for item in got] == expected, after
         assert await backend.query("c", after=None, prefix="sq", limit=9, keys_only=False) == []
         numbers = await backend.query("c", after=None, prefix="n", limit=100, keys_only=True)
-        assert [decode_key(item.sk) for item in numbers] == [-5, 1, 10, 1e-7, 2.5]
+        assert [decode_key(item.sk) for item in numbers] == [-5, 1e-7, 1, 2.5, 10]  # numeric order
+
+    async def test_numbers_list_in_numeric_order(self, backend: Backend) -> None:
+        numbers: list[int | float] = [
+            10, 9, -5, 3, 0, -0.5, 1e-300, -1e300, 10**20 + 1, 1e20, 2**53 + 1, 0.1, -10, 1.5,
+        ]  # fmt: skip
+        await self._put(
+            backend, {key("c", n): rec(str(n), float_key=isinstance(n, float)) for n in numbers}
+        )
+        listed = await walk(backend, "c", page=4)
+        keys = [decode_key(item.sk, item.record.float_key) for item in listed]
+        assert keys == sorted(numbers)
+        assert [orjson.loads(item.record.value) for item in listed] == [str(n) for n in keys]
 
     async def test_query_keys_only(self, backend: Backend) -> None:
         await self._put(backend, {key("c", "a"): rec("long value", "va"), key("c", 2.0): rec(2)})

@@ -56,36 +56,69 @@ def build_parser() -> argparse.ArgumentParser:
         "ITEMSTORE_DYNAMODB_CREATE_TABLE=true.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert storage written by an older itemstore to this one's format",
+        description="Convert a SQLite file or DynamoDB table of an older storage format "
+        "(number keys listed as text) to the current one. Stop the service first.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
 
-    def option(flag: str, help: str, type: Any = str, default: Any = None, **kw: Any) -> None:
+    def option(
+        flag: str,
+        help: str,
+        type: Any = str,
+        default: Any = None,
+        storage: bool = False,
+        **kw: Any,
+    ) -> None:
         # An environment value is given to argparse as text, so it is converted
         # (and refused with a clear message) only when no flag overrides it.
+        # Storage flags (where the items are) are also migrate's.
         env = _env(flag)
-        serve.add_argument(
-            f"--{flag}", type=type, default=env if env is not None else default, help=help, **kw
-        )
+        for command in (serve, migrate) if storage else (serve,):
+            command.add_argument(
+                f"--{flag}",
+                type=type,
+                default=env if env is not None else default,
+                help=help,
+                **kw,
+            )
 
     def switch(flag: str, help: str) -> None:
         serve.add_argument(f"--{flag}", action="store_true", default=_env_flag(flag), help=help)
 
     option("host", "address to listen on", default=defaults.host)
     option("port", "TCP port to listen on", type=int, default=defaults.port)
-    option("backend", "storage backend", default=defaults.backend, choices=list(BACKENDS))
     option(
-        "sqlite-path", "SQLite database file (created when missing)", default=defaults.sqlite_path
+        "backend",
+        "storage backend",
+        default=defaults.backend,
+        choices=list(BACKENDS),
+        storage=True,
+    )
+    option(
+        "sqlite-path",
+        "SQLite database file (created when missing)",
+        default=defaults.sqlite_path,
+        storage=True,
     )
     option(
         "dynamodb-endpoint",
         "DynamoDB endpoint URL (e.g. DynamoDB Local); default: the AWS endpoint of the region",
+        storage=True,
     )
-    option("dynamodb-region", "AWS region of the table", default=defaults.dynamodb_region)
-    option("dynamodb-table", "DynamoDB table name", default=defaults.dynamodb_table)
+    option(
+        "dynamodb-region", "AWS region of the table", default=defaults.dynamodb_region, storage=True
+    )
+    option("dynamodb-table", "DynamoDB table name", default=defaults.dynamodb_table, storage=True)
     switch("dynamodb-create-table", "create the DynamoDB table when it is missing")
     option(
         "dynamodb-shards",
         "partitions each collection is spread over; fixed for the life of a table",
         type=int,
         default=defaults.dynamodb_shards,
+        storage=True,
     )
     option(
         "workers",
@@ -186,6 +219,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     limits = Limits(max_value_bytes=args.max_value_bytes, max_batch_bytes=args.max_batch_bytes)
     return Config(**values, coalesce=not args.no_coalesce, limits=limits)
+
+
+def storage_config_from_args(args: argparse.Namespace) -> Config:
+    """The settings of ``itemstore migrate``: where the items are, nothing more."""
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    return Config(**values)
+
+
+def migrate_storage(config: Config) -> None:
+    """Convert the storage ``config`` names to the current storage format."""
+    import asyncio
+
+    module = backend_module(config.backend)
+    where = module.describe(config)
+    try:
+        converted = asyncio.run(module.migrate(config))
+    except ItemstoreError as exc:
+        print(f"itemstore: error: {exc.detail}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{config.backend} {where}: {converted} key(s) converted")
 
 
 def _hold_stop_signals() -> None:
@@ -375,3 +428,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ConfigError as exc:
             parser.error(str(exc))
         serve(config)
+    elif args.command == "migrate":
+        try:
+            config = storage_config_from_args(args)
+        except ConfigError as exc:
+            parser.error(str(exc))
+        migrate_storage(config)

@@ -36,10 +36,19 @@ import aioboto3
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
+from ..keys import convert_legacy_sk, is_legacy_number_sk
 from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
 from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
 from .dynamodb_listing import ShardReader, merge_shards
-from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
+from .dynamodb_setup import (
+    FORMAT_ITEM,
+    check_format,
+    check_shards,
+    client_config,
+    ensure_table,
+    record_of,
+    run_all,
+)
 from .dynamodb_unprocessed import RetryPolicy, until_done
 from .dynamodb_wire import DynamoDBWire, WirePolicy, botocore_credentials, endpoint_of
 
@@ -358,6 +367,35 @@ class DynamoDBBackend:
     async def ping(self) -> None:
         await self._call("DescribeTable", {"TableName": self.table})
 
+    async def convert_legacy_keys(self) -> int:
+        """Rewrite every number key of storage format 1 in the new encoding
+        (the item moves to its new key's shard: a put of the new item, then a
+        delete of the old); return how many. Old and new sort keys never
+        collide, so an interrupted run is finished by running it again."""
+        converted = 0
+        params: dict[str, Any] = {"TableName": self.table}
+        while True:
+            page = await self._call("Scan", params)
+            old = [
+                item
+                for item in page.get("Items", [])
+                if not item["pk"]["S"].startswith("#") and is_legacy_number_sk(item["sk"]["S"])
+            ]
+            moved = [{**item, **self._key(self._new_key(item))} for item in old]
+            await self._batch_write([{"PutRequest": {"Item": item}} for item in moved])
+            await self._batch_write(
+                [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in old]
+            )
+            converted += len(old)
+            if "LastEvaluatedKey" not in page:
+                return converted
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _new_key(item: Item) -> ItemKey:
+        collection, sk = _item_key(item)
+        return collection, convert_legacy_sk(sk)
+
 
 # DynamoDB reads 100 keys and writes 25 items per call (a write batch of 100 is
 # four calls in parallel). Few calls in flight make big batches: against moto,
@@ -373,11 +411,12 @@ def describe(config: Config) -> str:
 
 @asynccontextmanager
 async def open(
-    config: Config, *, on_retry: RetryHook | None = None
+    config: Config, *, on_retry: RetryHook | None = None, check_storage_format: bool = True
 ) -> AsyncIterator[DynamoDBBackend]:
     """Open one client for the backend's lifetime; create the table when missing
-    if ``config.dynamodb_create_table``, else check that it exists. ``on_retry``
-    is told of every unprocessed request re-sent."""
+    if ``config.dynamodb_create_table``, else check that it exists, and that
+    its storage format is this service's. ``on_retry`` is told of every
+    unprocessed request re-sent."""
     session = aioboto3.Session()
     table, shards = config.dynamodb_table, config.dynamodb_shards
     where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
@@ -390,6 +429,8 @@ async def open(
     ) as client:
         await ensure_table(client, table, create=config.dynamodb_create_table, where=where)
         await check_shards(client, table, shards)
+        if check_storage_format:
+            await check_format(client, table)
     # Every item call goes through the lean client, signed with the credentials
     # botocore resolves (refreshed when temporary).
     try:
@@ -399,3 +440,12 @@ async def open(
     endpoint = endpoint_of(config.dynamodb_endpoint, config.dynamodb_region)
     async with DynamoDBWire(endpoint, config.dynamodb_region, credentials, WirePolicy()) as wire:
         yield DynamoDBBackend(wire, table, shards, on_retry=on_retry)
+
+
+async def migrate(config: Config) -> int:
+    """Convert the table to the current storage format; return how many keys
+    were rewritten."""
+    async with open(config, check_storage_format=False) as backend:
+        converted = await backend.convert_legacy_keys()
+        await backend._call("PutItem", {"TableName": backend.table, "Item": FORMAT_ITEM})
+    return converted

@@ -31,7 +31,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, StorageFormatOutdated
+from ..keys import STORAGE_FORMAT, convert_legacy_sk, is_legacy_number_sk
 from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
 
@@ -98,6 +99,60 @@ def _connect(
     return conn
 
 
+# Number sort keys of storage format 1: "n" then "-" or a digit.
+_LEGACY_NUMBERS = "FROM items WHERE sk >= CAST('n-' AS BLOB) AND sk < CAST('n:' AS BLOB)"
+
+
+def _format_problem(conn: sqlite3.Connection, path: str) -> str | None:
+    """Create the schema in a new file and stamp it with ``STORAGE_FORMAT``.
+    A file of an older format is stamped when it holds no number key to
+    convert; otherwise this says how to convert it (``itemstore migrate``)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == STORAGE_FORMAT:
+        return None
+    if version > STORAGE_FORMAT:
+        return (
+            f"the SQLite file {path!r} is in storage format {version}, newer than this"
+            f" itemstore's ({STORAGE_FORMAT}): upgrade itemstore"
+        )
+    conn.execute(SCHEMA)
+    if conn.execute(f"SELECT 1 {_LEGACY_NUMBERS} LIMIT 1").fetchone():
+        return (
+            f"the SQLite file {path!r} is in storage format 1, which lists number keys"
+            f" as text: stop the service and run `itemstore migrate --sqlite-path {path}`"
+        )
+    conn.execute(f"PRAGMA user_version={STORAGE_FORMAT}")
+    return None
+
+
+def migrate_file(path: str) -> int:
+    """Convert a SQLite file of storage format 1 to ``STORAGE_FORMAT`` in one
+    transaction; return how many number keys were rewritten. The file must
+    exist; run with the service stopped."""
+    if not os.path.exists(path):
+        raise BackendUnavailable(f"no SQLite file at {path!r}")
+    conn = _connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(SCHEMA)
+        rows = conn.execute(f"SELECT rowid, sk {_LEGACY_NUMBERS}").fetchall()
+        # Old and new sort keys never collide ("n1" is not "np4011"), so
+        # each row can take its new key in place.
+        conn.executemany(
+            "UPDATE items SET sk = ? WHERE rowid = ?",
+            [
+                (_sk(convert_legacy_sk(sk.decode())), rowid)
+                for rowid, sk in rows
+                if is_legacy_number_sk(sk.decode())
+            ],
+        )
+        conn.execute(f"PRAGMA user_version={STORAGE_FORMAT}")
+        conn.execute("COMMIT")
+        return len(rows)
+    finally:
+        conn.close()
+
+
 def _sk(sk: str) -> bytes:
     # Stored as BLOB so that ordering is by UTF-8 bytes, the same as DynamoDB.
     return sk.encode("utf-8", "surrogatepass")
@@ -119,14 +174,17 @@ class SQLiteBackend:
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             self._wconn = _connect(path, spare_bytes=spare_bytes)
-            self._wconn.execute(SCHEMA)
             self._rconn = _connect(path, spare_bytes=spare_bytes)
             # The event loop's own connection never waits for a lock: in WAL mode a
             # reader is blocked only in rare cases (recovery after a crash), and
             # then get_many goes to the reader thread instead.
             self._lconn = _connect(path, busy_ms=0, spare_bytes=spare_bytes)
+            outdated = _format_problem(self._wconn, path)
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        if outdated:
+            self.close()
+            raise StorageFormatOutdated(outdated)
         self.faults = SQLiteFaults(path, spare_bytes=spare_bytes)
         self.faults.reserve_spare()
         self._check_conn: sqlite3.Connection | None = None
@@ -394,6 +452,15 @@ TUNING: Final = Tuning(read_batch=256, read_in_flight=2, write_batch=256, write_
 def describe(config: Config) -> str:
     """The file, for the startup line."""
     return config.sqlite_path
+
+
+async def migrate(config: Config) -> int:
+    """Convert ``config.sqlite_path`` to the current storage format; return
+    how many keys were rewritten."""
+    try:
+        return await asyncio.to_thread(migrate_file, config.sqlite_path)
+    except sqlite3.Error as exc:
+        raise BackendUnavailable(f"cannot migrate {config.sqlite_path!r}: {exc}") from exc
 
 
 @asynccontextmanager
