@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from itemstore_service.conditions import matches, parse_where
 from itemstore_service.keys import decode_key, encode_key, str_prefix
 from itemstore_wire.contract import Key
 
@@ -31,6 +32,51 @@ ODD_KEYS: list[Key] = [
     "{", "}", "{id}",
     1, -5, 10, 2.5, 1e-7, True, False,
 ]  # fmt: skip
+
+
+# Items and (where, matching keys in key order: bools, numbers, strings)
+# shared by every backend.
+QUERY_ITEMS: dict[Key, object] = {
+    "ada": {"age": 36, "name": "Ada", "tags": ["math", "poet"], "profile": {"country": "UK"}},
+    "alan": {"age": 41, "name": "Alan", "tags": ["math"], "profile": {"country": "UK"}},
+    "grace": {"age": 85.5, "name": "Grace", "tags": [], "profile": {"country": "US"}},
+    "kid": {"age": "12", "name": "Kid", "profile": None},
+    "bot": {"age": True, "name": None, "tags": [1, True]},
+    "nums": [1, 2, 3],
+    "text": "plain text",
+    3: {"age": 30},
+    10: {"age": 10},
+    -2.5: {"age": -2.5},
+    True: {"age": 0},
+}
+QUERY_CASES: list[tuple[object, list[Key]]] = [
+    ({"age?gte": 30}, [3, "ada", "alan", "grace"]),
+    ({"age": 36}, ["ada"]),
+    ({"age": "12"}, ["kid"]),
+    ({"age?ne": 36}, [True, -2.5, 3, 10, "alan", "grace"]),
+    ({"age": True}, ["bot"]),
+    ({"age?lt": 10}, [True, -2.5]),
+    ({"age?gt": "1"}, ["kid"]),
+    ({"profile.country": "UK"}, ["ada", "alan"]),
+    ({"name?pfx": "A"}, ["ada", "alan"]),
+    ({"name": None}, ["bot"]),
+    ({"tags?contains": "math"}, ["ada", "alan"]),
+    ({"tags?contains": 1}, ["bot"]),
+    ({"tags?contains": True}, ["bot"]),
+    ({"name?contains": "ra"}, ["grace"]),
+    ({"name?in": ["Ada", "Grace", 36]}, ["ada", "grace"]),
+    ({"tags?exists": False}, [True, -2.5, 3, 10, "kid", "nums", "text"]),
+    ({"profile?exists": True, "profile.country?exists": False}, ["kid"]),
+    ([{"age": 10}, {"name": "Alan"}], [10, "alan"]),
+    ({"@key?gte": 3}, [3, 10]),
+    ({"@key?lt": "b"}, ["ada", "alan"]),
+    ({"@key?pfx": "a"}, ["ada", "alan"]),
+    ({"@key?contains": "ra"}, ["grace"]),
+    ({"@key": True}, [True]),
+    ({"@key?in": [10, "kid", None]}, [10, "kid"]),
+    ({"@key?ne": 3}, [-2.5, 10]),
+    ({"age?gte": 30, "@key?pfx": "a"}, ["ada", "alan"]),
+]
 
 
 def rec(value: object, version: str = "v1", float_key: bool = False) -> Record:
@@ -291,6 +337,46 @@ class BackendConformance:
         keys = [decode_key(item.sk, item.record.float_key) for item in listed]
         assert keys == sorted(numbers)
         assert [orjson.loads(item.record.value) for item in listed] == [str(n) for n in keys]
+
+    # -- scans (queries) ----------------------------------------------------
+
+    async def test_scan_filters_with_every_op_as_the_reference_does(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(v) for k, v in QUERY_ITEMS.items()})
+        for where_json, expected in QUERY_CASES:
+            where = parse_where(where_json)
+            got = await backend.scan(
+                "c", after=None, where=where, limit=100, budget=100, keys_only=False
+            )
+            keys = [decode_key(entry.sk, entry.record.float_key) for entry in got.matches]
+            assert keys == expected, where_json
+            reference = [k for k, v in QUERY_ITEMS.items() if matches(where, k, v)]
+            assert sorted(reference, key=lambda k: encode_key(k).encode()) == expected
+            assert (got.scanned, got.done) == (len(QUERY_ITEMS), True)
+
+    async def test_scan_is_bounded_and_resumes(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", i): rec({"even": i % 2 == 0}) for i in range(20)})
+        where = parse_where({"even": True})
+        seen: list[Key] = []
+        after: str | None = None
+        pages = []
+        while True:
+            got = await backend.scan(
+                "c", after=after, where=where, limit=3, budget=5, keys_only=True
+            )
+            assert got.scanned <= 5 and len(got.matches) <= 3
+            assert all(entry.record.value == b"" for entry in got.matches)
+            seen += [decode_key(entry.sk) for entry in got.matches]
+            pages.append((len(got.matches), got.scanned, got.done))
+            after = got.last_sk
+            if got.done:
+                break
+        assert seen == list(range(0, 20, 2))
+        # Full pages end at their third match; others where the budget ran out.
+        assert pages == [(3, 5, False), (2, 5, False), (3, 5, False), (2, 5, True)]
+        empty = await backend.scan(
+            "c", after=after, where=where, limit=3, budget=5, keys_only=False
+        )
+        assert (empty.matches, empty.scanned, empty.last_sk, empty.done) == ([], 0, None, True)
 
     async def test_query_keys_only(self, backend: Backend) -> None:
         await self._put(backend, {key("c", "a"): rec("long value", "va"), key("c", 2.0): rec(2)})

@@ -24,7 +24,16 @@ from itemstore_service import errors
 from itemstore_service.admission import ADMISSION
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
-from itemstore_service.backends.base import Backend, ItemKey, Listed, Puts, Record, Records
+from itemstore_service.backends.base import (
+    Backend,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    Scanned,
+)
+from itemstore_service.conditions import Where
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
@@ -127,6 +136,18 @@ class Outage:
     async def query(
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
     ) -> list[Listed]:
+        raise self._fail()
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
         raise self._fail()
 
     async def count(self, collection: str) -> int:

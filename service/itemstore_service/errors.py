@@ -49,6 +49,14 @@ class InvalidCursor(InvalidInput):
     pass
 
 
+class InvalidQuery(InvalidInput):
+    """A query body that cannot be run: an unknown op, a bad path or value."""
+
+
+class QueryTooBroad(InvalidQuery):
+    """A query that would scan more items than one request may."""
+
+
 class ItemNotFound(ItemstoreError):
     pass
 

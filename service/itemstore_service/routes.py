@@ -29,6 +29,7 @@ from .validation import (
     page_size,
     path_key,
     prefers_minimal,
+    query_body,
 )
 
 routes = web.RouteTableDef()
@@ -157,6 +158,27 @@ async def list_items(request: web.Request) -> web.Response:
         else [{"key": exact(key), "value": orjson.Fragment(r.value)} for key, r in page.items]
     )
     return json_response({"items": items, "next_cursor": page.next_cursor})
+
+
+@routes.post("/collections/{name}/query")
+async def query_items(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    name = collection_name(request)
+    query = await query_body(request, config.limits)
+    page = await request.app[STORE].query(name, query, budget=config.limits.max_query_scan)
+    answer: dict[str, Any] = {
+        "items": [
+            {"key": exact(key)}
+            if query.keys_only
+            else {"key": exact(key), "value": orjson.Fragment(record.value)}
+            for key, record in page.items
+        ],
+        "next_cursor": page.next_cursor,
+        "scanned": page.scanned,
+    }
+    if page.count is not None:
+        answer["count"] = page.count
+    return json_response(answer)
 
 
 def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .backends.base import Backend, ConditionFailed, ItemKey, Record
 from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
 from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
+from .queries import Query, QueryPage, run_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,10 @@ class Store:
         listed = listed[:limit]
         items = [(decode_key(entry.sk, entry.record.float_key), entry.record) for entry in listed]
         return Page(items, encode_cursor(listed[-1].sk) if more else None)
+
+    async def query(self, collection: str, query: Query, *, budget: int) -> QueryPage:
+        """One page of ``query`` (see ``queries``), reading at most ``budget`` items."""
+        return await run_query(self.backend, collection, query, budget)
 
     async def count(self, collection: str) -> int:
         return await self.backend.count(collection)

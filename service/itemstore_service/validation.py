@@ -28,6 +28,7 @@ from .errors import (
 )
 from .keys import check_json_key, key_bytes, parse_path_key
 from .problems import UnsupportedMediaType
+from .queries import Query, parse_query
 from .store import Op
 
 _JSON_WHITESPACE = b" \t\n\r"
@@ -169,6 +170,12 @@ async def json_value(request: web.Request, limits: Limits) -> bytes:
     _check_value_size(len(body), limits)
     _loads(body, orjson.loads)  # only checked: the bytes are stored, every digit kept
     return body
+
+
+async def query_body(request: web.Request, limits: Limits) -> Query:
+    """The query a request body states (see ``queries.parse_query``)."""
+    _check_json_content_type(request)
+    return parse_query(_loads(await _body(request, limits.max_batch_bytes, "query body")), limits)
 
 
 async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:

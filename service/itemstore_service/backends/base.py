@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..conditions import Where
 
 ItemKey = tuple[str, str]
 """``(collection, sk)``: where an item lives."""
@@ -43,6 +46,18 @@ class Listed:
 
     sk: str
     record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What one bounded scan of a collection found: the matching items in sk
+    order, how many items it read, the sk of the last one read (None: none),
+    and whether nothing follows it."""
+
+    matches: list[Listed]
+    scanned: int
+    last_sk: str | None
+    done: bool
 
 
 class ConditionFailed(Exception):
@@ -90,6 +105,22 @@ class Backend(Protocol):
     ) -> list[Listed]:
         """Up to ``limit`` items of one collection whose sk starts with
         ``prefix`` and sorts after ``after``, in sk order."""
+        ...
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        """Read the collection's items in sk order after ``after``, at most
+        ``budget`` of them, keeping those that match ``where`` (as
+        ``conditions.matches`` says); stop after ``limit`` matches. Every
+        backend returns the same ``Scanned`` for the same items."""
         ...
 
     async def count(self, collection: str) -> int:

@@ -35,11 +35,21 @@ from typing import TYPE_CHECKING, Any, Final
 import aioboto3
 
 from ..batching import Tuning
+from ..conditions import needs_values
 from ..errors import BackendUnavailable
 from ..keys import convert_legacy_sk, is_legacy_number_sk
-from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
+from .base import (
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    RetryHook,
+    Scanned,
+)
 from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
-from .dynamodb_listing import ShardReader, merge_shards
+from .dynamodb_listing import ShardReader, merge_shards, scan_shards
 from .dynamodb_setup import (
     FORMAT_ITEM,
     check_format,
@@ -53,6 +63,7 @@ from .dynamodb_unprocessed import RetryPolicy, until_done
 from .dynamodb_wire import DynamoDBWire, WirePolicy, botocore_credentials, endpoint_of
 
 if TYPE_CHECKING:
+    from ..conditions import Where
     from ..config import Config
 
 Item = dict[str, Any]
@@ -273,6 +284,25 @@ class DynamoDBBackend:
             for shard in range(self.shards)
         ]
         return await merge_shards(readers, limit)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        """DynamoDB cannot read inside the stored value (one binary
+        attribute), so the shards are read whole and filtered here."""
+        project = keys_only and not needs_values(where)
+        readers = [
+            ShardReader(self._call, self.table, f"{collection}#{shard}", after, "", project)
+            for shard in range(self.shards)
+        ]
+        return await scan_shards(readers, where, limit=limit, budget=budget, keys_only=keys_only)
 
     async def _query_all(self, pk: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every page of one partition's Query, following LastEvaluatedKey."""

@@ -33,8 +33,18 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ..batching import Tuning
 from ..errors import BackendUnavailable, StorageFormatOutdated
 from ..keys import STORAGE_FORMAT, convert_legacy_sk, is_legacy_number_sk
-from .base import ConditionFailed, ItemKey, Listed, Puts, Record, Records, RetryHook
+from .base import (
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Puts,
+    Record,
+    Records,
+    RetryHook,
+    Scanned,
+)
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
+from .sqlite_where import where_sql
 
 try:
     import fcntl
@@ -42,6 +52,7 @@ except ImportError:  # pragma: no cover (Windows)
     raise ImportError("the SQLite backend needs fcntl: itemstore runs on Linux and macOS") from None
 
 if TYPE_CHECKING:
+    from ..conditions import Where
     from ..config import Config
 
 T = TypeVar("T")
@@ -407,6 +418,54 @@ class SQLiteBackend:
                 Listed(sk.decode("utf-8", "surrogatepass"), Record(value, version, bool(fk)))
                 for sk, value, version, fk in rows
             ]
+
+        return await self._read(run)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        # The conditions run in SQL over the next ``budget`` rows of the
+        # collection (the inner LIMIT), which SQLite reads one at a time.
+        condition, params = where_sql(where)
+        start = _sk(after) if after is not None else b""
+        value = "x''" if keys_only else "value"
+        sql = (
+            f"SELECT sk, {value}, version, float_key FROM (SELECT sk, value, version, float_key"
+            " FROM items WHERE collection=? AND sk > ? ORDER BY sk LIMIT ?)"
+            f" WHERE {condition} ORDER BY sk LIMIT ?"
+        )
+
+        def run() -> Scanned:
+            conn = self._rconn
+            rows = conn.execute(sql, [collection, start, budget, *params, limit]).fetchall()
+            matches = [
+                Listed(sk.decode("utf-8", "surrogatepass"), Record(v, version, bool(fk)))
+                for sk, v, version, fk in rows
+            ]
+            # Where the scan stopped: at the last match when the page is full,
+            # else at the end of the rows it read.
+            upper = "AND sk <= ?" if len(rows) == limit else ""
+            bound = [rows[-1][0]] if upper else []
+            scanned, last = conn.execute(
+                f"SELECT count(*), max(sk) FROM (SELECT sk FROM items WHERE collection=?"
+                f" AND sk > ? {upper} ORDER BY sk LIMIT ?)",
+                [collection, start, *bound, budget],
+            ).fetchone()
+            done = (
+                last is None
+                or not conn.execute(
+                    "SELECT 1 FROM items WHERE collection=? AND sk > ? LIMIT 1", (collection, last)
+                ).fetchone()
+            )
+            last_sk = None if last is None else last.decode("utf-8", "surrogatepass")
+            return Scanned(matches, scanned, last_sk, done)
 
         return await self._read(run)
 

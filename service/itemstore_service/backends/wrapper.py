@@ -4,9 +4,12 @@ one place where a wrapper (metrics, the circuit breaker) adds what it does."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Collection, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .base import Backend, ItemKey, Listed, Puts, Record, Records
+from .base import Backend, ItemKey, Listed, Puts, Record, Records, Scanned
+
+if TYPE_CHECKING:
+    from ..conditions import Where
 
 T = TypeVar("T")
 
@@ -45,6 +48,21 @@ class BackendWrapper:
             collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
         )
         return await self._call("query", listed)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        scanned = self.inner.scan(
+            collection, after=after, where=where, limit=limit, budget=budget, keys_only=keys_only
+        )
+        return await self._call("scan", scanned)
 
     async def count(self, collection: str) -> int:
         return await self._call("count", self.inner.count(collection))
