@@ -56,6 +56,7 @@ LIMITS = Limits()
 ROOT, COLLECTIONS, COLLECTION = "/", "/collections", "/collections/{name}"
 ITEMS, ITEM = "/collections/{name}/items", "/collections/{name}/items/{key}"
 BATCH = "/collections/{name}/batch"
+QUERY = "/collections/{name}/query"
 TOO_LARGE = "x" * LIMITS.max_value_bytes  # as JSON, two bytes over the limit
 
 
@@ -480,6 +481,29 @@ async def drive_batch(plain: Api, secured: Api) -> None:
     assert code(answer) == "value-too-large"
     get_only = {"ops": [{"op": "get", "key": "a"}]}
     await unauthorized_and_unavailable(plain, secured, "POST", BATCH, path, json=get_only)
+
+
+@driver("queryItems")
+async def drive_query_items(plain: Api, secured: Api) -> None:
+    path = "/collections/q/query"
+    for key, age in (("ada", 36), ("alan", 41), ("kid", 12)):
+        await put(plain, f"/collections/q/items/{key}", {"age": age, "city": "FR"})
+    body = {"where": {"age?gte": 30, "city": "FR"}, "sort": "-age", "limit": 1}
+    first = (await plain.call("POST", QUERY, path, 200, json=body)).json()
+    assert [item["key"] for item in first["items"]] == ["alan"]
+    rest = {**body, "cursor": first["next_cursor"]}
+    assert (await plain.call("POST", QUERY, path, 200, json=rest)).json()["items"] == [
+        {"key": "ada", "value": {"age": 36, "city": "FR"}}
+    ]
+    counted = (await plain.call("POST", QUERY, path, 200, json={"count": True})).json()
+    assert (counted["count"], counted["scanned"], counted["next_cursor"]) == (3, 3, None)
+    answer = await plain.call("POST", QUERY, path, 400, json={"where": {"age?near": 3}})
+    assert code(answer) == "invalid-query"
+    await plain.call("POST", QUERY, path, 415, data=b"{}")
+    body_too_large = b" " * (LIMITS.max_request_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    await plain.call("POST", QUERY, path, 413, data=body_too_large, headers=json_type)
+    await unauthorized_and_unavailable(plain, secured, "POST", QUERY, path, json={})
 
 
 # -- the tests ---------------------------------------------------------------------

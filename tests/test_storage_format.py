@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from itemstore_service.app import create_app
 from itemstore_service.backends import dynamodb, sqlite
 from itemstore_service.config import Config
-from itemstore_service.errors import StorageFormatOutdated
+from itemstore_service.keys import StorageFormatOutdated
 
 # Format 1 wrote a number key as "n" and its text: listed 10 before 9, -5 after 3.
 LEGACY_NUMBERS = {"n10": 10, "n9": 9, "n-5": -5, "n3": 3, "n2.5": 2.5, "n0": 0}

@@ -78,11 +78,6 @@ class BackendUnavailable(ItemstoreError):
     """Storage did not answer; a write may or may not have been applied."""
 
 
-class StorageFormatOutdated(BackendUnavailable):
-    """Storage written in another storage format than this service's; the
-    detail says how to convert it."""
-
-
 class ShuttingDown(BackendUnavailable):
     """This instance is stopping and takes no more work."""
 

@@ -37,7 +37,7 @@ from typing import Final
 
 from itemstore_wire.contract import KEY_TYPES, Key
 
-from .errors import InvalidKey
+from .errors import BackendUnavailable, InvalidKey
 
 STR_TAG: Final = "s"
 NUMBER_TAG: Final = "n"
@@ -45,6 +45,12 @@ BOOL_TAG: Final = "b"
 
 STORAGE_FORMAT: Final = 2
 """The version of the sort-key encoding that storage is written in."""
+
+
+class StorageFormatOutdated(BackendUnavailable):
+    """Storage written in another storage format than this service's, found
+    when a backend opens; the detail says how to convert it."""
+
 
 _NEGATIVE, _ZERO, _POSITIVE = "m", "o", "p"
 _EXPONENT_BIAS = 400  # exponents run from -323 (5e-324) to 310 (ints of 309 digits)

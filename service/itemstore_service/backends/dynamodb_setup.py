@@ -15,8 +15,8 @@ import aiohttp
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import BackendUnavailable, StorageFormatOutdated
-from ..keys import STORAGE_FORMAT, is_legacy_number_sk
+from ..errors import BackendUnavailable
+from ..keys import STORAGE_FORMAT, StorageFormatOutdated, is_legacy_number_sk
 from .base import Record
 
 T = TypeVar("T")

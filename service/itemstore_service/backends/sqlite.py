@@ -31,8 +31,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
-from ..errors import BackendUnavailable, StorageFormatOutdated
-from ..keys import STORAGE_FORMAT, convert_legacy_sk, is_legacy_number_sk
+from ..errors import BackendUnavailable
+from ..keys import STORAGE_FORMAT, StorageFormatOutdated, convert_legacy_sk, is_legacy_number_sk
 from .base import (
     ConditionFailed,
     ItemKey,
