@@ -17,7 +17,15 @@ from contextlib import AbstractAsyncContextManager
 import orjson
 import pytest
 
-from itemstore_service.backends.base import Backend, ConditionFailed, ItemKey, Listed, Record
+from itemstore_service.backends.base import (
+    Backend,
+    ConditionFailed,
+    ItemKey,
+    Listed,
+    Record,
+    TransactionFailed,
+    TxOp,
+)
 from itemstore_service.conditions import matches, parse_where
 from itemstore_service.keys import decode_key, encode_key, str_prefix
 from itemstore_wire.contract import Key
@@ -337,6 +345,44 @@ class BackendConformance:
         keys = [decode_key(item.sk, item.record.float_key) for item in listed]
         assert keys == sorted(numbers)
         assert [orjson.loads(item.record.value) for item in listed] == [str(n) for n in keys]
+
+    # -- transactions -----------------------------------------------------
+
+    @pytest.fixture
+    def transactions(self, request: pytest.FixtureRequest) -> None:
+        """Skips where the storage implements no transactions (dynalite)."""
+        if "dynalite" in request.node.name:
+            pytest.skip("dynalite implements no TransactWriteItems")
+
+    async def test_transact_applies_all_or_none(self, backend: Backend, transactions: None) -> None:
+        await self._put(backend, {key("a", 1): rec("one", "v1"), key("b", "x"): rec("x", "vx")})
+        ops = [
+            TxOp(key("a", 1), "put", rec("uno", "v2"), conditional=True, expected="v1"),
+            TxOp(key("b", "x"), "delete"),
+            TxOp(key("b", "new"), "put", rec("new", "vn"), conditional=True, expected=None),
+            TxOp(key("a", 2), "check", conditional=True, expected=None),
+        ]
+        await backend.transact(ops, token=None)
+        found = await backend.get_many(
+            [key("a", 1), key("b", "x"), key("b", "new")], consistent=True
+        )
+        assert found == {key("a", 1): rec("uno", "v2"), key("b", "new"): rec("new", "vn")}
+
+        failing = [
+            TxOp(key("a", 3), "put", rec(3, "v3")),
+            TxOp(key("b", "new"), "check", conditional=True, expected="v-old"),
+            TxOp(key("a", 1), "delete", conditional=True, expected="v2"),
+        ]
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact(failing, token=None)
+        assert (failed.value.index, failed.value.current) == (1, rec("new", "vn"))
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact(
+                [TxOp(key("a", 9), "check", conditional=True, expected="v9")], token=None
+            )
+        assert (failed.value.index, failed.value.current) == (0, None)
+        found = await backend.get_many([key("a", 1), key("a", 3)], consistent=True)
+        assert found == {key("a", 1): rec("uno", "v2")}  # nothing of the failed ones
 
     # -- scans (queries) ----------------------------------------------------
 

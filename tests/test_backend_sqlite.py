@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from itemstore_service.backends import sqlite
+from itemstore_service.backends.base import (
+    TX_WINDOW_SECONDS,
+    Record,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
+)
 from itemstore_service.config import Config
+from itemstore_service.keys import encode_key
 from tests.backend_conformance import BackendConformance, Opener
 
 
@@ -44,3 +53,21 @@ def test_workers_starting_together_on_a_new_file_all_open_it(tmp_path: Path) -> 
         for worker in workers:
             worker.join(timeout=60)
         assert [worker.exitcode for worker in workers] == [0] * 8
+
+
+async def test_a_transaction_token_applies_once_and_expires(sqlite_config: Config) -> None:
+    item = ("c", encode_key("n"))
+    put = [TxOp(item, "put", Record(b"1", "v1"), conditional=True, expected=None)]
+    async with sqlite.open(sqlite_config) as backend:
+        await backend.transact(put, token="t1")
+        await backend.transact(put, token="t1")  # the condition fails now, but it was applied
+        with pytest.raises(TokenReused):
+            await backend.transact([TxOp(item, "delete")], token="t1")
+        with pytest.raises(TransactionFailed):
+            await backend.transact(put, token="t2")
+        # Past the window the token is forgotten: the same ops are a new transaction.
+        with sqlite3.connect(sqlite_config.sqlite_path) as conn:
+            conn.execute("UPDATE tx_tokens SET expires = expires - ?", (TX_WINDOW_SECONDS + 1,))
+        with pytest.raises(TransactionFailed):
+            await backend.transact(put, token="t1")
+        assert await backend.get_many([item], consistent=True) == {item: Record(b"1", "v1")}

@@ -32,6 +32,7 @@ from itemstore_service.backends.base import (
     Record,
     Records,
     Scanned,
+    TxOp,
 )
 from itemstore_service.conditions import Where
 from itemstore_service.config import Config
@@ -57,6 +58,7 @@ ROOT, COLLECTIONS, COLLECTION = "/", "/collections", "/collections/{name}"
 ITEMS, ITEM = "/collections/{name}/items", "/collections/{name}/items/{key}"
 BATCH = "/collections/{name}/batch"
 QUERY = "/collections/{name}/query"
+TRANSACT = "/transactions"
 TOO_LARGE = "x" * LIMITS.max_value_bytes  # as JSON, two bytes over the limit
 
 
@@ -149,6 +151,9 @@ class Outage:
         budget: int,
         keys_only: bool,
     ) -> Scanned:
+        raise self._fail()
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
         raise self._fail()
 
     async def count(self, collection: str) -> int:
@@ -504,6 +509,32 @@ async def drive_query_items(plain: Api, secured: Api) -> None:
     json_type = {"Content-Type": "application/json"}
     await plain.call("POST", QUERY, path, 413, data=body_too_large, headers=json_type)
     await unauthorized_and_unavailable(plain, secured, "POST", QUERY, path, json={})
+
+
+@driver("transact")
+async def drive_transact(plain: Api, secured: Api) -> None:
+    path = "/transactions"
+    etag = await put(plain, "/collections/stats/items/users", 12)
+    ops = [
+        {"op": "put", "collection": "users", "key": "ada", "value": {}, "if_none_match": "*"},
+        {"op": "put", "collection": "stats", "key": "users", "value": 13, "if_match": etag},
+        {"op": "check", "collection": "stats", "key": "users", "if_match": etag},
+    ]
+    answer = await plain.call("POST", TRANSACT, path, 400, json={"ops": ops})
+    assert code(answer) == "invalid-transaction"
+    key = {"Idempotency-Key": "contract-1"}
+    done = await plain.call("POST", TRANSACT, path, 200, json={"ops": ops[:2]}, headers=key)
+    assert [sorted(result) for result in done.json()["results"]] == [["etag"], ["etag"]]
+    failed = await plain.call("POST", TRANSACT, path, 412, json={"ops": ops[1:2]})
+    assert (failed.json()["index"], failed.json()["current"]) == (0, 13)
+    reused = await plain.call("POST", TRANSACT, path, 422, json={"ops": ops[2:]}, headers=key)
+    assert code(reused) == "idempotency-key-reused"
+    await plain.call("POST", TRANSACT, path, 415, data=b'{"ops": []}')
+    body = b" " * (LIMITS.max_request_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    await plain.call("POST", TRANSACT, path, 413, data=body, headers=json_type)
+    check = {"ops": [{"op": "check", "collection": "c", "key": "k", "if_none_match": "*"}]}
+    await unauthorized_and_unavailable(plain, secured, "POST", TRANSACT, path, json=check)
 
 
 # -- the tests ---------------------------------------------------------------------

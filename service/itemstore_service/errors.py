@@ -49,6 +49,10 @@ class InvalidCursor(InvalidInput):
     pass
 
 
+class InvalidTransaction(InvalidInput):
+    """``extra["errors"]``, when present, lists each invalid op by index."""
+
+
 class InvalidQuery(InvalidInput):
     """A query body that cannot be run: an unknown op, a bad path or value."""
 
@@ -65,9 +69,13 @@ class PreconditionFailed(ItemstoreError):
     """A conditional write whose condition did not hold. ``current`` is the
     stored record (None when the item is absent)."""
 
-    def __init__(self, detail: str, current: Record | None) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, current: Record | None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
         self.current = current
+
+
+class IdempotencyKeyReused(ItemstoreError):
+    """An ``Idempotency-Key`` sent again, within its window, with another request."""
 
 
 class ValueTooLarge(ItemstoreError):

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from .errors import (
     BackendUnavailable,
+    IdempotencyKeyReused,
     InvalidBatch,
     InvalidCollectionName,
     InvalidCursor,
@@ -24,6 +25,7 @@ from .errors import (
     InvalidJSON,
     InvalidKey,
     InvalidQuery,
+    InvalidTransaction,
     ItemNotFound,
     ItemstoreError,
     Overloaded,
@@ -84,6 +86,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     InvalidKey: Problem(400, "invalid-key", "Invalid key"),
     InvalidCollectionName: Problem(400, "invalid-collection-name", "Invalid collection name"),
     InvalidBatch: Problem(400, "invalid-batch", "Invalid batch"),
+    InvalidTransaction: Problem(400, "invalid-transaction", "Invalid transaction"),
     InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor"),
     UnexpectedQueryParameter: Problem(400, "unexpected-parameter", "Unexpected query parameter"),
     InvalidQuery: Problem(400, "invalid-query", "Invalid query"),
@@ -93,6 +96,9 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     RouteNotFound: Problem(404, "not-found", "No such route"),
     MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed on this route"),
     PreconditionFailed: Problem(412, "precondition-failed", "Precondition failed"),
+    IdempotencyKeyReused: Problem(
+        422, "idempotency-key-reused", "Idempotency-Key already used for another request"
+    ),
     ValueTooLarge: Problem(413, "value-too-large", "Value or request too large"),
     UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
     BackendUnavailable: Problem(

@@ -25,11 +25,13 @@ from .validation import (
     batch_ops,
     collection_name,
     flag,
+    idempotency_key,
     json_value,
     page_size,
     path_key,
     prefers_minimal,
     query_body,
+    transaction_ops,
 )
 
 routes = web.RouteTableDef()
@@ -202,6 +204,17 @@ async def batch(request: web.Request) -> web.Response:
     if minimal:
         response.headers.update(MINIMAL)
     return response
+
+
+@routes.post("/transactions")
+async def transaction(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    token = idempotency_key(request)
+    ops = await transaction_ops(request, config.limits)
+    written = await request.app[STORE].transact(ops, token=token)
+    return json_response(
+        {"results": [{} if record is None else {"etag": etag(record)} for record in written]}
+    )
 
 
 # -- collections -------------------------------------------------------------

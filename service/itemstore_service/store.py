@@ -29,6 +29,7 @@ from .batching import Batcher, Tuning
 from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
 from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
 from .queries import Query, QueryPage, run_query
+from .transactions import TransactionOp, run_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +348,12 @@ class Store:
     async def query(self, collection: str, query: Query, *, budget: int) -> QueryPage:
         """One page of ``query`` (see ``queries``), reading at most ``budget`` items."""
         return await run_query(self.backend, collection, query, budget)
+
+    async def transact(
+        self, ops: Sequence[TransactionOp], *, token: str | None = None
+    ) -> list[Record | None]:
+        """Apply ``ops`` all or none (see ``transactions``); the record each put wrote."""
+        return await run_transaction(self.backend, ops, token=token)
 
     async def count(self, collection: str) -> int:
         return await self.backend.count(collection)

@@ -43,6 +43,8 @@ class Limits:
     max_batch_bytes: int = 4 * 1024 * 1024
     """Largest batch body: parsing it takes a bounded time (about 0.2 s at
     worst) and memory. Batches of large values hold fewer ops."""
+    max_transaction_ops: int = 100
+    """Most ops in one transaction (DynamoDB's TransactWriteItems limit)."""
     max_query_scan: int = 10_000
     """Items one query request reads at most; a page may then hold fewer
     matches than its limit, and still a next_cursor."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ..conditions import Where
@@ -60,6 +60,38 @@ class Scanned:
     done: bool
 
 
+TX_WINDOW_SECONDS = 600
+"""How long a transaction's idempotency token is remembered (DynamoDB's
+ClientRequestToken window: 10 minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxOp:
+    """One write (or check) of a transaction. ``record``: what a put stores
+    (None for a delete or a check). ``conditional``: the op holds only if
+    the item's version is ``expected`` (None: only if absent)."""
+
+    key: ItemKey
+    kind: Literal["put", "delete", "check"]
+    record: Record | None = None
+    conditional: bool = False
+    expected: str | None = None
+
+
+class TransactionFailed(Exception):
+    """The condition of op ``index`` did not hold; ``current`` is that item
+    now (None when absent). Nothing of the transaction was written."""
+
+    def __init__(self, index: int, current: Record | None) -> None:
+        super().__init__(f"condition of op {index} failed")
+        self.index, self.current = index, current
+
+
+class TokenReused(Exception):
+    """A transaction's token was used, within ``TX_WINDOW_SECONDS``, for
+    another transaction."""
+
+
 class ConditionFailed(Exception):
     """A conditional write found the item in another state; ``current`` is
     what is stored now (None when absent)."""
@@ -98,6 +130,15 @@ class Backend(Protocol):
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         """Remove the item only if its version is ``expected``; return it.
         Raise ConditionFailed (current=None when absent)."""
+        ...
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        """Apply ``ops`` (on distinct keys) all or none: raise
+        TransactionFailed naming the first op whose condition does not hold.
+        ``token``: the same token with the same ops within
+        ``TX_WINDOW_SECONDS`` applies them once (the second call changes
+        nothing and succeeds); with other ops it raises TokenReused.
+        Durable on return."""
         ...
 
     async def query(

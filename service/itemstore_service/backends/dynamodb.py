@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import math
 import time
 import zlib
@@ -47,8 +48,17 @@ from .base import (
     Records,
     RetryHook,
     Scanned,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
 )
-from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
+from .dynamodb_errors import (
+    ConditionalCheckFailed,
+    DynamoDBError,
+    IdempotentParameterMismatch,
+    TransactionCanceled,
+    Unreachable,
+)
 from .dynamodb_listing import ShardReader, merge_shards, scan_shards
 from .dynamodb_setup import (
     FORMAT_ITEM,
@@ -122,7 +132,7 @@ class DynamoDBBackend:
         retries) becomes BackendUnavailable naming the error code."""
         try:
             return await self.wire.request(operation, body, idempotent=idempotent)
-        except ConditionalCheckFailed:
+        except (ConditionalCheckFailed, TransactionCanceled, IdempotentParameterMismatch):
             raise
         except Unreachable as exc:
             raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
@@ -273,6 +283,46 @@ class DynamoDBBackend:
             return record_of(failed.item)
         found = await self.get_many([key], consistent=True)
         return found.get(key)
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        """One TransactWriteItems; ``token`` becomes its ClientRequestToken
+        (DynamoDB's own 10-minute idempotency window)."""
+        items = []
+        for op in ops:
+            condition = self._conditional(op.expected) if op.conditional else {}
+            if op.kind == "put" and op.record is not None:
+                items.append({"Put": {"Item": self._item(op.key, op.record), **condition}})
+            elif op.kind == "delete":
+                items.append({"Delete": {"Key": self._key(op.key), **condition}})
+            else:
+                items.append({"ConditionCheck": {"Key": self._key(op.key), **condition}})
+        for item in items:
+            (action,) = item.values()
+            action["TableName"] = self.table
+            if "ConditionExpression" in action:
+                action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        body: dict[str, Any] = {"TransactItems": items}
+        if token is not None:
+            # At most 36 characters: a digest of the caller's key.
+            body["ClientRequestToken"] = hashlib.sha256(token.encode()).hexdigest()[:36]
+        await self._register(op.key[0] for op in ops if op.kind == "put")
+        try:
+            # Sent again after a lost answer only with a token, which makes it safe.
+            await self._call("TransactWriteItems", body, idempotent=token is not None)
+        except IdempotentParameterMismatch:
+            raise TokenReused() from None
+        except TransactionCanceled as canceled:
+            for index, reason in enumerate(canceled.reasons):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    stored = reason.get("Item")
+                    current = (stored and record_of(stored)) or await self._stored(ops[index].key)
+                    raise TransactionFailed(index, current) from None
+            raise BackendUnavailable(f"DynamoDB TransactWriteItems canceled: {canceled}") from None
+
+    async def _stored(self, key: ItemKey) -> Record | None:
+        """The item now, for an implementation that does not send it with a
+        failed condition (moto): a consistent read."""
+        return (await self.get_many([key], consistent=True)).get(key)
 
     # -- listings ---------------------------------------------------------
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,6 +36,7 @@ from ..batching import Tuning
 from ..errors import BackendUnavailable
 from ..keys import STORAGE_FORMAT, StorageFormatOutdated, convert_legacy_sk, is_legacy_number_sk
 from .base import (
+    TX_WINDOW_SECONDS,
     ConditionFailed,
     ItemKey,
     Listed,
@@ -42,6 +45,9 @@ from .base import (
     Records,
     RetryHook,
     Scanned,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
 )
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
 from .sqlite_where import where_sql
@@ -65,7 +71,13 @@ CREATE TABLE IF NOT EXISTS items (
     version TEXT NOT NULL,
     float_key INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (collection, sk)
-)
+);
+CREATE TABLE IF NOT EXISTS tx_tokens (
+    token TEXT PRIMARY KEY,
+    fingerprint BLOB NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tx_tokens_expires ON tx_tokens (expires);
 """
 # A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
 # the key's B-tree make every lookup walk overflow pages (measured 4x slower).
@@ -126,7 +138,6 @@ def _format_problem(conn: sqlite3.Connection, path: str) -> str | None:
             f"the SQLite file {path!r} is in storage format {version}, newer than this"
             f" itemstore's ({STORAGE_FORMAT}): upgrade itemstore"
         )
-    conn.execute(SCHEMA)
     if conn.execute(f"SELECT 1 {_LEGACY_NUMBERS} LIMIT 1").fetchone():
         return (
             f"the SQLite file {path!r} is in storage format 1, which lists number keys"
@@ -144,8 +155,8 @@ def migrate_file(path: str) -> int:
         raise BackendUnavailable(f"no SQLite file at {path!r}")
     conn = _connect(path)
     try:
+        conn.executescript(SCHEMA)
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(SCHEMA)
         rows = conn.execute(f"SELECT rowid, sk {_LEGACY_NUMBERS}").fetchall()
         # Old and new sort keys never collide ("n1" is not "np4011"), so
         # each row can take its new key in place.
@@ -185,6 +196,7 @@ class SQLiteBackend:
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             self._wconn = _connect(path, spare_bytes=spare_bytes)
+            self._wconn.executescript(SCHEMA)
             self._rconn = _connect(path, spare_bytes=spare_bytes)
             # The event loop's own connection never waits for a lock: in WAL mode a
             # reader is blocked only in rare cases (recovery after a crash), and
@@ -388,6 +400,37 @@ class SQLiteBackend:
             return current
 
         return await self._run(self._writer, lambda: self._transaction(body, stores=False))
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        # The token is remembered in the transaction it guards: a transaction
+        # and its token are committed together or not at all.
+        fingerprint = hashlib.sha256(repr(ops).encode()).digest()
+
+        def body(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            if token is not None:
+                conn.execute("DELETE FROM tx_tokens WHERE expires < ?", (now,))
+                seen = conn.execute(
+                    "SELECT fingerprint FROM tx_tokens WHERE token = ?", (token,)
+                ).fetchone()
+                if seen is not None:
+                    if seen[0] != fingerprint:
+                        raise TokenReused()
+                    return  # applied already
+            current = self._select(conn, [op.key for op in ops])
+            for index, op in enumerate(ops):
+                found = current.get(op.key)
+                if op.conditional and (found.version if found else None) != op.expected:
+                    raise TransactionFailed(index, found)
+            self._upsert(conn, [(op.key, op.record) for op in ops if op.record is not None])
+            self._delete(conn, [op.key for op in ops if op.kind == "delete"])
+            if token is not None:
+                conn.execute(
+                    "INSERT INTO tx_tokens VALUES (?, ?, ?)",
+                    (token, fingerprint, now + TX_WINDOW_SECONDS),
+                )
+
+        await self._run(self._writer, lambda: self._transaction(body))
 
     async def delete_collection(self, collection: str) -> int:
         def body(conn: sqlite3.Connection) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Collection, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .base import Backend, ItemKey, Listed, Puts, Record, Records, Scanned
+from .base import Backend, ItemKey, Listed, Puts, Record, Records, Scanned, TxOp
 
 if TYPE_CHECKING:
     from ..conditions import Where
@@ -40,6 +40,9 @@ class BackendWrapper:
 
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         return await self._call("delete_if", self.inner.delete_if(key, expected=expected))
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        await self._call("transact", self.inner.transact(ops, token=token))
 
     async def query(
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
