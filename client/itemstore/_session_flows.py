@@ -8,9 +8,9 @@ from typing import Any
 
 from itemstore_wire.contract import Key
 
-from ._batch import BatchOp
+from ._batch import BatchOp, TransactionOp
 from ._collection_flows import MISSING, CollectionFlows
-from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped
+from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped, transact
 from ._keys import KeyTag, lookup_key
 from ._protocol import Core, Item
 from ._session_state import Entry, SessionState
@@ -113,12 +113,16 @@ class SessionFlows:
         yield from mapped(self.collection.items(None, size, keys_only), with_changes)
         yield Emit([(e.key, e.value) for e in self.state.unseen(seen)])
 
-    def commit(self) -> Flow[int]:
+    def commit(self, *, atomic: bool = False) -> Flow[int]:
         """Send every pending change, one batch call per ``max_batch_ops``,
-        puts as blind writes; the number of ops sent. The cache stays valid
-        afterwards."""
+        puts as blind writes (``atomic``: as one transaction, all or none);
+        the number of ops sent. The cache stays valid afterwards."""
         plan = self.state.plan()
-        if plan.ops:
+        if plan.ops and atomic:
+            yield from transact(
+                self.core, [TransactionOp.of_batch(self.name, op) for op in plan.ops]
+            )
+        elif plan.ops:
             yield from batch(self.core, self.name, plan.ops, minimal=True)
         self.state.committed(plan)
         return len(plan.ops)

@@ -23,7 +23,7 @@ def examples() -> list[str]:
 
 def test_docs_have_the_promised_examples() -> None:
     blocks = examples()
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     assert any("Depends(users)" in b for b in blocks) and any("@users.handler" in b for b in blocks)
 
 
