@@ -164,3 +164,10 @@ async def test_a_cursor_of_another_query_is_refused(qclient: Client) -> None:
 async def test_the_scan_limit_is_published(qclient: Client) -> None:
     info = await (await qclient.get("/")).json()
     assert info["limits"]["max_query_scan"] == SCAN
+
+
+async def test_numbers_past_64_bits_are_compared_not_refused(qclient: Client) -> None:
+    answer = await query(qclient, {"where": {"age?lt": 10**30}, "count": True})
+    assert answer["count"] >= 0
+    answer = await query(qclient, {"where": {"age": -(10**25)}})
+    assert answer["items"] == []

@@ -315,7 +315,10 @@ class DynamoDBBackend:
             for index, reason in enumerate(canceled.reasons):
                 if reason.get("Code") == "ConditionalCheckFailed":
                     stored = reason.get("Item")
-                    current = (stored and record_of(stored)) or await self._stored(ops[index].key)
+                    if stored:
+                        current: Record | None = record_of(stored)
+                    else:
+                        current = await self._stored(ops[index].key)
                     raise TransactionFailed(index, current) from None
             raise BackendUnavailable(f"DynamoDB TransactWriteItems canceled: {canceled}") from None
 

@@ -160,17 +160,15 @@ def migrate_file(path: str) -> int:
         rows = conn.execute(f"SELECT rowid, sk {_LEGACY_NUMBERS}").fetchall()
         # Old and new sort keys never collide ("n1" is not "np4011"), so
         # each row can take its new key in place.
-        conn.executemany(
-            "UPDATE items SET sk = ? WHERE rowid = ?",
-            [
-                (_sk(convert_legacy_sk(sk.decode())), rowid)
-                for rowid, sk in rows
-                if is_legacy_number_sk(sk.decode())
-            ],
-        )
+        converted = [
+            (_sk(convert_legacy_sk(sk.decode())), rowid)
+            for rowid, sk in rows
+            if is_legacy_number_sk(sk.decode())
+        ]
+        conn.executemany("UPDATE items SET sk = ? WHERE rowid = ?", converted)
         conn.execute(f"PRAGMA user_version={STORAGE_FORMAT}")
         conn.execute("COMMIT")
-        return len(rows)
+        return len(converted)
     finally:
         conn.close()
 

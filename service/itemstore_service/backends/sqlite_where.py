@@ -24,6 +24,14 @@ _ORDER: Final = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 Fragment = tuple[str, list[Any]]
 
 
+def _bound(value: Any) -> Any:
+    """``value`` as SQLite can bind it: an int past 64 bits as the nearest
+    double (SQLite reads such numbers in the stored JSON as doubles too)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
 def where_sql(where: Where) -> Fragment:
     """An SQL expression over an ``items`` row, and its parameters."""
     if not where:
@@ -35,7 +43,7 @@ def where_sql(where: Where) -> Fragment:
         for condition in all_of:
             sql, more = _key(condition) if not condition.path else _value(condition)
             parts.append(f"({sql})")
-            params += more
+            params += [_bound(param) for param in more]
         alternatives.append(" AND ".join(parts) or "1")
     return " OR ".join(f"({one})" for one in alternatives), params
 
