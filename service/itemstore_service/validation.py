@@ -236,7 +236,9 @@ _TRANSACTION_MEMBERS = frozenset(
 
 
 def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
-    """One op: the members every kind shares, then its kind's own rules."""
+    """One op: its target and condition, read alike for every kind, then
+    what its kind takes (a new kind, or a new member such as an expiry, is
+    one more rule here)."""
     if not isinstance(raw, dict):
         raise InvalidInput('each op must be an object like {"op": "put", "collection": ...}')
     unknown = sorted(set(raw) - _TRANSACTION_MEMBERS)
@@ -245,30 +247,8 @@ def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
     kind = raw.get("op")
     if kind not in OP_KINDS:
         raise InvalidInput(f"op must be {', '.join(OP_KINDS)}, not {kind!r}")
-    collection = raw.get("collection")
-    if not isinstance(collection, str) or not COLLECTION_NAME.fullmatch(collection):
-        raise InvalidInput(f"collection must be {COLLECTION_NAME_RULE}")
-    if "key" not in raw:
-        raise InvalidInput("op has no key")
-    key_type = raw.get("key_type")
-    if key_type is None:
-        key = check_json_key(raw["key"])
-    elif isinstance(raw["key"], str):
-        key = parse_path_key(raw["key"], key_type)
-    else:
-        raise InvalidInput("with key_type, key is the key's text, as in an item's URL")
-    expected = raw.get("if_match")
-    version = None
-    if expected is not None:
-        text = expected.removeprefix("W/") if isinstance(expected, str) else ""
-        if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-            raise InvalidInput("if_match is an ETag as sent by the service, quotes included")
-        version = text[1:-1]
-    absent = raw.get("if_none_match")
-    if absent not in (None, "*"):
-        raise InvalidInput('if_none_match only takes "*" (only when the item is absent)')
-    if expected is not None and absent is not None:
-        raise InvalidInput("send if_match or if_none_match, not both")
+    collection, key = _op_target(raw, limits)
+    version, absent = _op_condition(raw)
     value = None
     if kind == "put":
         if "value" not in raw:
@@ -276,13 +256,43 @@ def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
         value = _stored_value(raw["value"], limits)
     elif "value" in raw:
         raise InvalidInput(f"a {kind} op takes no value")
-    if kind == "check" and expected is None and absent is None:
+    if kind == "check" and version is None and not absent:
         raise InvalidInput("a check op needs if_match or if_none_match")
-    if kind == "delete" and absent is not None:
+    if kind == "delete" and absent:
         raise InvalidInput("a delete op takes if_match only")
-    return TransactionOp(
-        kind, collection, check_key(key, limits), value, version, absent is not None
-    )
+    return TransactionOp(kind, collection, key, value, version, absent)
+
+
+def _op_target(raw: dict[str, Any], limits: Limits) -> tuple[str, Key]:
+    """The collection and typed key an op names (``key_type``: the key as
+    its text, as in an item's URL)."""
+    collection = raw.get("collection")
+    if not isinstance(collection, str) or not COLLECTION_NAME.fullmatch(collection):
+        raise InvalidInput(f"collection must be {COLLECTION_NAME_RULE}")
+    if "key" not in raw:
+        raise InvalidInput("op has no key")
+    key_type = raw.get("key_type")
+    if key_type is None:
+        return collection, check_key(check_json_key(raw["key"]), limits)
+    if not isinstance(raw["key"], str):
+        raise InvalidInput("with key_type, key is the key's text, as in an item's URL")
+    return collection, check_key(parse_path_key(raw["key"], key_type), limits)
+
+
+def _op_condition(raw: dict[str, Any]) -> tuple[str | None, bool]:
+    """The version ``if_match`` names (its ETag unquoted), and whether
+    ``if_none_match: "*"`` asks for the item to be absent."""
+    expected, absent = raw.get("if_match"), raw.get("if_none_match")
+    if absent not in (None, "*"):
+        raise InvalidInput('if_none_match only takes "*" (only when the item is absent)')
+    if expected is None:
+        return None, absent is not None
+    if absent is not None:
+        raise InvalidInput("send if_match or if_none_match, not both")
+    text = expected.removeprefix("W/") if isinstance(expected, str) else ""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        raise InvalidInput("if_match is an ETag as sent by the service, quotes included")
+    return text[1:-1], False
 
 
 def _stored_value(value: object, limits: Limits) -> bytes:
