@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
-from ..keys import STORAGE_FORMAT, StorageFormatOutdated, convert_legacy_sk, is_legacy_number_sk
+from ..keys import StorageFormatOutdated
 from .base import (
     TX_WINDOW_SECONDS,
     ConditionFailed,
@@ -50,7 +50,8 @@ from .base import (
     TxOp,
 )
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
-from .sqlite_where import where_sql
+from .sqlite_format import convert_legacy_rows, format_problem
+from .sqlite_where import scan_rows
 
 try:
     import fcntl
@@ -122,33 +123,8 @@ def _connect(
     return conn
 
 
-# Number sort keys of storage format 1: "n" then "-" or a digit.
-_LEGACY_NUMBERS = "FROM items WHERE sk >= CAST('n-' AS BLOB) AND sk < CAST('n:' AS BLOB)"
-
-
-def _format_problem(conn: sqlite3.Connection, path: str) -> str | None:
-    """Create the schema in a new file and stamp it with ``STORAGE_FORMAT``.
-    A file of an older format is stamped when it holds no number key to
-    convert; otherwise this says how to convert it (``itemstore migrate``)."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version == STORAGE_FORMAT:
-        return None
-    if version > STORAGE_FORMAT:
-        return (
-            f"the SQLite file {path!r} is in storage format {version}, newer than this"
-            f" itemstore's ({STORAGE_FORMAT}): upgrade itemstore"
-        )
-    if conn.execute(f"SELECT 1 {_LEGACY_NUMBERS} LIMIT 1").fetchone():
-        return (
-            f"the SQLite file {path!r} is in storage format 1, which lists number keys"
-            f" as text: stop the service and run `itemstore migrate --sqlite-path {path}`"
-        )
-    conn.execute(f"PRAGMA user_version={STORAGE_FORMAT}")
-    return None
-
-
 def migrate_file(path: str) -> int:
-    """Convert a SQLite file of storage format 1 to ``STORAGE_FORMAT`` in one
+    """Convert a SQLite file of storage format 1 to the current one in one
     transaction; return how many number keys were rewritten. The file must
     exist; run with the service stopped."""
     if not os.path.exists(path):
@@ -157,18 +133,9 @@ def migrate_file(path: str) -> int:
     try:
         conn.executescript(SCHEMA)
         conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(f"SELECT rowid, sk {_LEGACY_NUMBERS}").fetchall()
-        # Old and new sort keys never collide ("n1" is not "np4011"), so
-        # each row can take its new key in place.
-        converted = [
-            (_sk(convert_legacy_sk(sk.decode())), rowid)
-            for rowid, sk in rows
-            if is_legacy_number_sk(sk.decode())
-        ]
-        conn.executemany("UPDATE items SET sk = ? WHERE rowid = ?", converted)
-        conn.execute(f"PRAGMA user_version={STORAGE_FORMAT}")
+        converted = convert_legacy_rows(conn)
         conn.execute("COMMIT")
-        return len(converted)
+        return converted
     finally:
         conn.close()
 
@@ -200,7 +167,7 @@ class SQLiteBackend:
             # reader is blocked only in rare cases (recovery after a crash), and
             # then get_many goes to the reader thread instead.
             self._lconn = _connect(path, busy_ms=0, spare_bytes=spare_bytes)
-            outdated = _format_problem(self._wconn, path)
+            outdated = format_problem(self._wconn, path)
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
         if outdated:
@@ -472,43 +439,9 @@ class SQLiteBackend:
         budget: int,
         keys_only: bool,
     ) -> Scanned:
-        # The conditions run in SQL over the next ``budget`` rows of the
-        # collection (the inner LIMIT), which SQLite reads one at a time.
-        condition, params = where_sql(where)
-        start = _sk(after) if after is not None else b""
-        value = "x''" if keys_only else "value"
-        sql = (
-            f"SELECT sk, {value}, version, float_key FROM (SELECT sk, value, version, float_key"
-            " FROM items WHERE collection=? AND sk > ? ORDER BY sk LIMIT ?)"
-            f" WHERE {condition} ORDER BY sk LIMIT ?"
+        return await self._read(
+            lambda: scan_rows(self._rconn, collection, after, where, limit, budget, keys_only)
         )
-
-        def run() -> Scanned:
-            conn = self._rconn
-            rows = conn.execute(sql, [collection, start, budget, *params, limit]).fetchall()
-            matches = [
-                Listed(sk.decode("utf-8", "surrogatepass"), Record(v, version, bool(fk)))
-                for sk, v, version, fk in rows
-            ]
-            # Where the scan stopped: at the last match when the page is full,
-            # else at the end of the rows it read.
-            upper = "AND sk <= ?" if len(rows) == limit else ""
-            bound = [rows[-1][0]] if upper else []
-            scanned, last = conn.execute(
-                f"SELECT count(*), max(sk) FROM (SELECT sk FROM items WHERE collection=?"
-                f" AND sk > ? {upper} ORDER BY sk LIMIT ?)",
-                [collection, start, *bound, budget],
-            ).fetchone()
-            done = (
-                last is None
-                or not conn.execute(
-                    "SELECT 1 FROM items WHERE collection=? AND sk > ? LIMIT 1", (collection, last)
-                ).fetchone()
-            )
-            last_sk = None if last is None else last.decode("utf-8", "surrogatepass")
-            return Scanned(matches, scanned, last_sk, done)
-
-        return await self._read(run)
 
     async def count(self, collection: str) -> int:
         def run() -> int:

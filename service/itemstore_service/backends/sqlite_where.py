@@ -1,16 +1,18 @@
-"""A query's ``Where`` as SQL over the SQLite backend's rows: JSON1's
-``json_type`` and ``json_extract`` read the stored value (a BLOB of JSON text,
-so it is CAST to TEXT first), and conditions on the key compare sort keys,
+"""Queries on the SQLite backend: a ``Where`` as SQL over its rows, and the
+bounded scan that runs it. JSON1's ``json_type`` and ``json_extract`` read the
+stored value (a BLOB of JSON text, so it is CAST to TEXT first), and conditions on the key compare sort keys,
 whose byte order is the keys' order within each key type. Every fragment keeps
 the types apart as ``conditions.holds`` does: ``json_type`` tells a JSON
 ``true`` from the number 1, which ``json_extract`` would not."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Final
 
 from ..conditions import Condition, Where, kind
 from ..keys import BOOL_TAG, NUMBER_TAG, STR_TAG, encode_key
+from .base import Listed, Record, Scanned
 
 _VALUE: Final = "CAST(value AS TEXT)"
 _JSON_TYPES: Final = {
@@ -132,3 +134,47 @@ def _key(condition: Condition) -> Fragment:
     if isinstance(value, str):  # contains: a substring of a str key
         return f"{_key_kind(value)} AND instr(substr(sk, 2), ?) > 0", [value.encode()]
     return "0", []  # a key is never a list
+
+
+def scan_rows(
+    conn: sqlite3.Connection,
+    collection: str,
+    after: str | None,
+    where: Where,
+    limit: int,
+    budget: int,
+    keys_only: bool,
+) -> Scanned:
+    """``Backend.scan`` on one connection: the conditions run in SQL over the
+    next ``budget`` rows of the collection (the inner LIMIT), which SQLite
+    reads one at a time, stopping at ``limit`` matches."""
+    condition, params = where_sql(where)
+    start = after.encode("utf-8", "surrogatepass") if after is not None else b""
+    value = "x''" if keys_only else "value"
+    sql = (
+        f"SELECT sk, {value}, version, float_key FROM (SELECT sk, value, version, float_key"
+        " FROM items WHERE collection=? AND sk > ? ORDER BY sk LIMIT ?)"
+        f" WHERE {condition} ORDER BY sk LIMIT ?"
+    )
+    rows = conn.execute(sql, [collection, start, budget, *params, limit]).fetchall()
+    matches = [
+        Listed(sk.decode("utf-8", "surrogatepass"), Record(v, version, bool(fk)))
+        for sk, v, version, fk in rows
+    ]
+    # Where the scan stopped: at the last match when the page is full, else at
+    # the end of the rows it read.
+    upper = "AND sk <= ?" if len(rows) == limit else ""
+    bound = [rows[-1][0]] if upper else []
+    scanned, last = conn.execute(
+        f"SELECT count(*), max(sk) FROM (SELECT sk FROM items WHERE collection=?"
+        f" AND sk > ? {upper} ORDER BY sk LIMIT ?)",
+        [collection, start, *bound, budget],
+    ).fetchone()
+    done = (
+        last is None
+        or not conn.execute(
+            "SELECT 1 FROM items WHERE collection=? AND sk > ? LIMIT 1", (collection, last)
+        ).fetchone()
+    )
+    last_sk = None if last is None else last.decode("utf-8", "surrogatepass")
+    return Scanned(matches, scanned, last_sk, done)
