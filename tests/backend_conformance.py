@@ -399,6 +399,26 @@ class BackendConformance:
             assert sorted(reference, key=lambda k: encode_key(k).encode()) == expected
             assert (got.scanned, got.done) == (len(QUERY_ITEMS), True)
 
+    async def test_scan_reads_only_the_prefix_after_its_start(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(k) for k in ("a1", "b1", "b2", "b3", "c1", 5)})
+        got = await backend.scan(
+            "c", after=None, prefix="sb", where=(), limit=10, budget=10, keys_only=False
+        )
+        assert [e.sk for e in got.matches] == ["sb1", "sb2", "sb3"]
+        assert (got.scanned, got.last_sk, got.done) == (3, "sb3", True)
+        got = await backend.scan(
+            "c", after="sb1", prefix="sb", where=(), limit=1, budget=10, keys_only=True
+        )
+        assert ([e.sk for e in got.matches], got.scanned, got.done) == (["sb2"], 1, False)
+        got = await backend.scan(
+            "c", after="sa1", prefix="", where=(), limit=10, budget=2, keys_only=True
+        )
+        assert ([e.sk for e in got.matches], got.last_sk, got.done) == (
+            ["sb1", "sb2"],
+            "sb2",
+            False,
+        )
+
     async def test_scan_is_bounded_and_resumes(self, backend: Backend) -> None:
         await self._put(backend, {key("c", i): rec({"even": i % 2 == 0}) for i in range(20)})
         where = parse_where({"even": True})

@@ -146,6 +146,7 @@ class Outage:
         collection: str,
         *,
         after: str | None,
+        prefix: str = "",
         where: Where,
         limit: int,
         budget: int,

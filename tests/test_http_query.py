@@ -171,3 +171,19 @@ async def test_numbers_past_64_bits_are_compared_not_refused(qclient: Client) ->
     assert answer["count"] >= 0
     answer = await query(qclient, {"where": {"age": -(10**25)}})
     assert answer["items"] == []
+
+
+async def test_key_conditions_narrow_what_is_read(qclient: Client) -> None:
+    scanned, cursor = 0, None
+    while True:
+        body = {"where": {"@key?pfx": "p1", "city": "Paris"}, "count": True, "cursor": cursor}
+        answer = await query(qclient, body)
+        scanned += answer["scanned"]
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert scanned == 10  # p10 to p19, not the 20 items
+    # Few enough items past "p15" for one request: they may be sorted by a value.
+    answer = await query(qclient, {"where": {"@key?gt": "p15"}, "sort": "-age"})
+    assert [item["key"] for item in answer["items"]] == ["p17", "p16", "p19", "p18"]
+    assert answer["scanned"] == 4

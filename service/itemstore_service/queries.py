@@ -32,7 +32,7 @@ from itemstore_wire.contract import Key, Limits
 from .backends.base import Backend, Listed, Record
 from .conditions import MISSING, Where, at_path, kind, parse_path, parse_where
 from .errors import InvalidCursor, InvalidQuery, QueryTooBroad
-from .keys import decode_key, is_sort_key
+from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
 
 MEMBERS: Final = frozenset({"where", "sort", "limit", "cursor", "keys_only", "count"})
 _SORT_RANK: Final = {"number": 0, "string": 1, "bool": 2}
@@ -155,10 +155,12 @@ def _key(entry: Listed) -> Key:
 async def run_query(backend: Backend, collection: str, query: Query, budget: int) -> QueryPage:
     """One page of ``query`` over ``collection``, reading at most ``budget`` items."""
     position = _decode_cursor(query)
+    prefix, after = _key_range(query.where)
     if query.sort is None:
         scanned = await backend.scan(
             collection,
-            after=position.get("a"),
+            after=_later(after, position.get("a")),
+            prefix=prefix,
             where=query.where,
             limit=budget if query.count else query.limit,
             budget=budget,
@@ -171,13 +173,20 @@ async def run_query(backend: Backend, collection: str, query: Query, budget: int
         return QueryPage(items, cursor, scanned.scanned, None)
 
     everything = await backend.scan(
-        collection, after=None, where=query.where, limit=budget, budget=budget, keys_only=False
+        collection,
+        after=after,
+        prefix=prefix,
+        where=query.where,
+        limit=budget,
+        budget=budget,
+        keys_only=False,
     )
     if not everything.done:
         raise QueryTooBroad(
-            f"collection {collection!r} holds more than {budget} items, more than one request"
-            " may read to sort by a value: sort by key (leave sort out), or keep the items"
-            " to sort in a collection of their own"
+            f"collection {collection!r} holds more than {budget} items in the key range of"
+            " this query, more than one request may read to sort by a value: narrow the"
+            ' keys with "@key?pfx" or "@key?gt", sort by key (leave sort out), or keep the'
+            " items to sort in a collection of their own"
         )
     ordered = _sorted(everything.matches, query)
     offset = position.get("o", 0)
@@ -187,6 +196,34 @@ async def run_query(backend: Backend, collection: str, query: Query, budget: int
     if query.keys_only:
         page = [Listed(e.sk, Record(b"", e.record.version, e.record.float_key)) for e in page]
     return QueryPage([(_key(e), e.record) for e in page], cursor, everything.scanned, None)
+
+
+def _key_range(where: Where) -> tuple[str, str | None]:
+    """The sort-key prefix and the exclusive lower bound that every match of
+    ``where`` lies within, from its conditions on ``@key`` (``pfx``, ``eq``,
+    ``gt``), so that a scan reads only that part of the collection."""
+    if len(where) != 1:
+        return "", None
+    prefix, after = "", None
+    for condition in where[0]:
+        if condition.path or kind(condition.value) not in ("string", "number", "bool"):
+            continue
+        op, value = condition.op, condition.value
+        sk = str_prefix(value) if op == "pfx" else encode_key(value)
+        if len(sk.encode()) > MAX_SORT_KEY_BYTES:  # no key is that long: leave it to the filter
+            continue
+        if op in ("pfx", "eq"):  # an equal key has its own sk as prefix
+            prefix = max(prefix, sk, key=len)
+        elif op == "gt":
+            after = _later(after, sk)
+    return prefix, after
+
+
+def _later(one: str | None, other: str | None) -> str | None:
+    """The later of two positions (None: the start)."""
+    if one is None or other is None:
+        return one or other
+    return max(one, other)
 
 
 def _sorted(entries: list[Listed], query: Query) -> list[Listed]:

@@ -153,15 +153,16 @@ class Backend(Protocol):
         collection: str,
         *,
         after: str | None,
+        prefix: str = "",
         where: Where,
         limit: int,
         budget: int,
         keys_only: bool,
     ) -> Scanned:
-        """Read the collection's items in sk order after ``after``, at most
-        ``budget`` of them, keeping those that match ``where`` (as
-        ``conditions.matches`` says); stop after ``limit`` matches. Every
-        backend returns the same ``Scanned`` for the same items."""
+        """Read the collection's items whose sk starts with ``prefix`` in sk
+        order after ``after``, at most ``budget`` of them, keeping those that
+        match ``where`` (as ``conditions.matches`` says); stop after ``limit``
+        matches. Every backend returns the same ``Scanned`` for the same items."""
         ...
 
     async def count(self, collection: str) -> int:

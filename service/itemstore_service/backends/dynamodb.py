@@ -343,6 +343,7 @@ class DynamoDBBackend:
         collection: str,
         *,
         after: str | None,
+        prefix: str = "",
         where: Where,
         limit: int,
         budget: int,
@@ -352,7 +353,7 @@ class DynamoDBBackend:
         attribute), so the shards are read whole and filtered here."""
         project = keys_only and not needs_values(where)
         readers = [
-            ShardReader(self._call, self.table, f"{collection}#{shard}", after, "", project)
+            ShardReader(self._call, self.table, f"{collection}#{shard}", after, prefix, project)
             for shard in range(self.shards)
         ]
         return await scan_shards(readers, where, limit=limit, budget=budget, keys_only=keys_only)

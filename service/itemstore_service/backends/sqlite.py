@@ -434,13 +434,16 @@ class SQLiteBackend:
         collection: str,
         *,
         after: str | None,
+        prefix: str = "",
         where: Where,
         limit: int,
         budget: int,
         keys_only: bool,
     ) -> Scanned:
         return await self._read(
-            lambda: scan_rows(self._rconn, collection, after, where, limit, budget, keys_only)
+            lambda: scan_rows(
+                self._rconn, collection, after, prefix, where, limit, budget, keys_only
+            )
         )
 
     async def count(self, collection: str) -> int:

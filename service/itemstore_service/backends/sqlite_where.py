@@ -1,9 +1,10 @@
 """Queries on the SQLite backend: a ``Where`` as SQL over its rows, and the
 bounded scan that runs it. JSON1's ``json_type`` and ``json_extract`` read the
-stored value (a BLOB of JSON text, so it is CAST to TEXT first), and conditions on the key compare sort keys,
-whose byte order is the keys' order within each key type. Every fragment keeps
-the types apart as ``conditions.holds`` does: ``json_type`` tells a JSON
-``true`` from the number 1, which ``json_extract`` would not."""
+stored value (a BLOB of JSON text, so it is CAST to TEXT first), and conditions
+on the key compare sort keys, whose byte order is the keys' order within each
+key type. Every fragment keeps the types apart as ``conditions.holds`` does:
+``json_type`` tells a JSON ``true`` from the number 1, which ``json_extract``
+would not."""
 
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ def scan_rows(
     conn: sqlite3.Connection,
     collection: str,
     after: str | None,
+    prefix: str,
     where: Where,
     limit: int,
     budget: int,
@@ -149,14 +151,22 @@ def scan_rows(
     next ``budget`` rows of the collection (the inner LIMIT), which SQLite
     reads one at a time, stopping at ``limit`` matches."""
     condition, params = where_sql(where)
-    start = after.encode("utf-8", "surrogatepass") if after is not None else b""
+    lower = prefix.encode("utf-8", "surrogatepass")
+    # The rows after ``after`` that start with ``prefix`` (no UTF-8 holds 0xFF).
+    rows_in = "collection=? AND sk > ? AND sk >= ? AND sk < ?"
+    bounds = [
+        collection,
+        after.encode("utf-8", "surrogatepass") if after is not None else b"",
+        lower,
+        lower + b"\xff",
+    ]
     value = "x''" if keys_only else "value"
     sql = (
         f"SELECT sk, {value}, version, float_key FROM (SELECT sk, value, version, float_key"
-        " FROM items WHERE collection=? AND sk > ? ORDER BY sk LIMIT ?)"
+        f" FROM items WHERE {rows_in} ORDER BY sk LIMIT ?)"
         f" WHERE {condition} ORDER BY sk LIMIT ?"
     )
-    rows = conn.execute(sql, [collection, start, budget, *params, limit]).fetchall()
+    rows = conn.execute(sql, [*bounds, budget, *params, limit]).fetchall()
     matches = [
         Listed(sk.decode("utf-8", "surrogatepass"), Record(v, version, bool(fk)))
         for sk, v, version, fk in rows
@@ -166,14 +176,14 @@ def scan_rows(
     upper = "AND sk <= ?" if len(rows) == limit else ""
     bound = [rows[-1][0]] if upper else []
     scanned, last = conn.execute(
-        f"SELECT count(*), max(sk) FROM (SELECT sk FROM items WHERE collection=?"
-        f" AND sk > ? {upper} ORDER BY sk LIMIT ?)",
-        [collection, start, *bound, budget],
+        f"SELECT count(*), max(sk) FROM (SELECT sk FROM items WHERE {rows_in} {upper}"
+        " ORDER BY sk LIMIT ?)",
+        [*bounds, *bound, budget],
     ).fetchone()
     done = (
         last is None
         or not conn.execute(
-            "SELECT 1 FROM items WHERE collection=? AND sk > ? LIMIT 1", (collection, last)
+            f"SELECT 1 FROM items WHERE {rows_in} LIMIT 1", [collection, last, *bounds[2:]]
         ).fetchone()
     )
     last_sk = None if last is None else last.decode("utf-8", "surrogatepass")

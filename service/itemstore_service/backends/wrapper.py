@@ -57,13 +57,20 @@ class BackendWrapper:
         collection: str,
         *,
         after: str | None,
+        prefix: str = "",
         where: Where,
         limit: int,
         budget: int,
         keys_only: bool,
     ) -> Scanned:
         scanned = self.inner.scan(
-            collection, after=after, where=where, limit=limit, budget=budget, keys_only=keys_only
+            collection,
+            after=after,
+            prefix=prefix,
+            where=where,
+            limit=limit,
+            budget=budget,
+            keys_only=keys_only,
         )
         return await self._call("scan", scanned)
 
