@@ -30,6 +30,8 @@ ACCEPTED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", _ITEMS): frozenset({"limit", "cursor", "prefix", "keys_only"}),
     ("POST", _ITEMS): frozenset(),
     ("POST", "/collections/{name}/batch"): frozenset(),
+    ("POST", "/collections/{name}/query"): frozenset(),
+    ("POST", "/transactions"): frozenset(),
     ("GET", "/collections"): frozenset({"limit", "cursor"}),
     ("GET", "/collections/{name}"): frozenset(),
     ("DELETE", "/collections/{name}"): frozenset(),

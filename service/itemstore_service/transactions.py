@@ -13,7 +13,7 @@ the first attempt wrote; the token sent with another transaction is refused.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -83,7 +83,7 @@ def _version(token: str | None, content: str, index: int) -> str:
     """A new version: random, or with a token derived from it and the
     transaction, so that a retry writes (and answers) the same ones."""
     if token is None:
-        return secrets.token_hex(8)  # as every write's version (store.new_version)
+        return os.urandom(8).hex()  # as every write's version (store.new_version)
     return hashlib.sha256(f"{content}:{index}".encode()).hexdigest()[:16]
 
 
