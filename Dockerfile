@@ -17,7 +17,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md openapi.yaml ./
 COPY client ./client
 COPY service ./service
 COPY wire ./wire

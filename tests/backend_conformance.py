@@ -25,8 +25,11 @@ from itemstore_service.backends.base import (
     ItemKey,
     Listed,
     Record,
+    TransactionFailed,
+    TxOp,
     Update,
 )
+from itemstore_service.conditions import matches, parse_where
 from itemstore_service.keys import decode_key, encode_key, str_prefix
 from itemstore_wire.contract import Key
 
@@ -37,8 +40,54 @@ Opener = Callable[[], AbstractAsyncContextManager[Backend]]
 ODD_KEYS: list[Key] = [
     "a", "A", "Z", "z", "a/b", "a#b", "a%20b", "a b", ".", "..", "/", "#", "%", " ",
     "é", "é/x", "ÿ", "Ā", "中文", "\uff01", "😀", "😀😀", "a😀", "a\uffff", "ab", "a.b",
+    "{", "}", "{id}",
     1, -5, 10, 2.5, 1e-7, True, False,
 ]  # fmt: skip
+
+
+# Items and (where, matching keys in key order: bools, numbers, strings)
+# shared by every backend.
+QUERY_ITEMS: dict[Key, object] = {
+    "ada": {"age": 36, "name": "Ada", "tags": ["math", "poet"], "profile": {"country": "UK"}},
+    "alan": {"age": 41, "name": "Alan", "tags": ["math"], "profile": {"country": "UK"}},
+    "grace": {"age": 85.5, "name": "Grace", "tags": [], "profile": {"country": "US"}},
+    "kid": {"age": "12", "name": "Kid", "profile": None},
+    "bot": {"age": True, "name": None, "tags": [1, True]},
+    "nums": [1, 2, 3],
+    "text": "plain text",
+    3: {"age": 30},
+    10: {"age": 10},
+    -2.5: {"age": -2.5},
+    True: {"age": 0},
+}
+QUERY_CASES: list[tuple[object, list[Key]]] = [
+    ({"age?gte": 30}, [3, "ada", "alan", "grace"]),
+    ({"age": 36}, ["ada"]),
+    ({"age": "12"}, ["kid"]),
+    ({"age?ne": 36}, [True, -2.5, 3, 10, "alan", "grace"]),
+    ({"age": True}, ["bot"]),
+    ({"age?lt": 10}, [True, -2.5]),
+    ({"age?gt": "1"}, ["kid"]),
+    ({"profile.country": "UK"}, ["ada", "alan"]),
+    ({"name?pfx": "A"}, ["ada", "alan"]),
+    ({"name": None}, ["bot"]),
+    ({"tags?contains": "math"}, ["ada", "alan"]),
+    ({"tags?contains": 1}, ["bot"]),
+    ({"tags?contains": True}, ["bot"]),
+    ({"name?contains": "ra"}, ["grace"]),
+    ({"name?in": ["Ada", "Grace", 36]}, ["ada", "grace"]),
+    ({"tags?exists": False}, [True, -2.5, 3, 10, "kid", "nums", "text"]),
+    ({"profile?exists": True, "profile.country?exists": False}, ["kid"]),
+    ([{"age": 10}, {"name": "Alan"}], [10, "alan"]),
+    ({"@key?gte": 3}, [3, 10]),
+    ({"@key?lt": "b"}, ["ada", "alan"]),
+    ({"@key?pfx": "a"}, ["ada", "alan"]),
+    ({"@key?contains": "ra"}, ["grace"]),
+    ({"@key": True}, [True]),
+    ({"@key?in": [10, "kid", None]}, [10, "kid"]),
+    ({"@key?ne": 3}, [-2.5, 10]),
+    ({"age?gte": 30, "@key?pfx": "a"}, ["ada", "alan"]),
+]
 
 
 def rec(value: object, version: str = "v1", float_key: bool = False) -> Record:
@@ -382,7 +431,117 @@ class BackendConformance:
             assert [item.sk for item in got] == expected, after
         assert await backend.query("c", after=None, prefix="sq", limit=9, keys_only=False) == []
         numbers = await backend.query("c", after=None, prefix="n", limit=100, keys_only=True)
-        assert [decode_key(item.sk) for item in numbers] == [-5, 1, 10, 1e-7, 2.5]
+        assert [decode_key(item.sk) for item in numbers] == [-5, 1e-7, 1, 2.5, 10]  # numeric order
+
+    async def test_numbers_list_in_numeric_order(self, backend: Backend) -> None:
+        numbers: list[int | float] = [
+            10, 9, -5, 3, 0, -0.5, 1e-300, -1e300, 10**20 + 1, 1e20, 2**53 + 1, 0.1, -10, 1.5,
+        ]  # fmt: skip
+        await self._put(
+            backend, {key("c", n): rec(str(n), float_key=isinstance(n, float)) for n in numbers}
+        )
+        listed = await walk(backend, "c", page=4)
+        keys = [decode_key(item.sk, item.record.float_key) for item in listed]
+        assert keys == sorted(numbers)
+        assert [orjson.loads(item.record.value) for item in listed] == [str(n) for n in keys]
+
+    # -- transactions -----------------------------------------------------
+
+    @pytest.fixture
+    def transactions(self, request: pytest.FixtureRequest) -> None:
+        """Skips where the storage implements no transactions (dynalite)."""
+        if "dynalite" in request.node.name:
+            pytest.skip("dynalite implements no TransactWriteItems")
+
+    async def test_transact_applies_all_or_none(self, backend: Backend, transactions: None) -> None:
+        await self._put(backend, {key("a", 1): rec("one", "v1"), key("b", "x"): rec("x", "vx")})
+        ops = [
+            TxOp(key("a", 1), "put", rec("uno", "v2"), conditional=True, expected="v1"),
+            TxOp(key("b", "x"), "delete"),
+            TxOp(key("b", "new"), "put", rec("new", "vn"), conditional=True, expected=None),
+            TxOp(key("a", 2), "check", conditional=True, expected=None),
+        ]
+        await backend.transact(ops, token=None)
+        found = await backend.get_many(
+            [key("a", 1), key("b", "x"), key("b", "new")], consistent=True
+        )
+        assert found == {key("a", 1): rec("uno", "v2"), key("b", "new"): rec("new", "vn")}
+
+        failing = [
+            TxOp(key("a", 3), "put", rec(3, "v3")),
+            TxOp(key("b", "new"), "check", conditional=True, expected="v-old"),
+            TxOp(key("a", 1), "delete", conditional=True, expected="v2"),
+        ]
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact(failing, token=None)
+        assert (failed.value.index, failed.value.current) == (1, rec("new", "vn"))
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact(
+                [TxOp(key("a", 9), "check", conditional=True, expected="v9")], token=None
+            )
+        assert (failed.value.index, failed.value.current) == (0, None)
+        found = await backend.get_many([key("a", 1), key("a", 3)], consistent=True)
+        assert found == {key("a", 1): rec("uno", "v2")}  # nothing of the failed ones
+
+    # -- scans (queries) ----------------------------------------------------
+
+    async def test_scan_filters_with_every_op_as_the_reference_does(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(v) for k, v in QUERY_ITEMS.items()})
+        for where_json, expected in QUERY_CASES:
+            where = parse_where(where_json)
+            got = await backend.scan(
+                "c", after=None, where=where, limit=100, budget=100, keys_only=False
+            )
+            keys = [decode_key(entry.sk, entry.record.float_key) for entry in got.matches]
+            assert keys == expected, where_json
+            reference = [k for k, v in QUERY_ITEMS.items() if matches(where, k, v)]
+            assert sorted(reference, key=lambda k: encode_key(k).encode()) == expected
+            assert (got.scanned, got.done) == (len(QUERY_ITEMS), True)
+
+    async def test_scan_reads_only_the_prefix_after_its_start(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", k): rec(k) for k in ("a1", "b1", "b2", "b3", "c1", 5)})
+        got = await backend.scan(
+            "c", after=None, prefix="sb", where=(), limit=10, budget=10, keys_only=False
+        )
+        assert [e.sk for e in got.matches] == ["sb1", "sb2", "sb3"]
+        assert (got.scanned, got.last_sk, got.done) == (3, "sb3", True)
+        got = await backend.scan(
+            "c", after="sb1", prefix="sb", where=(), limit=1, budget=10, keys_only=True
+        )
+        assert ([e.sk for e in got.matches], got.scanned, got.done) == (["sb2"], 1, False)
+        got = await backend.scan(
+            "c", after="sa1", prefix="", where=(), limit=10, budget=2, keys_only=True
+        )
+        assert ([e.sk for e in got.matches], got.last_sk, got.done) == (
+            ["sb1", "sb2"],
+            "sb2",
+            False,
+        )
+
+    async def test_scan_is_bounded_and_resumes(self, backend: Backend) -> None:
+        await self._put(backend, {key("c", i): rec({"even": i % 2 == 0}) for i in range(20)})
+        where = parse_where({"even": True})
+        seen: list[Key] = []
+        after: str | None = None
+        pages = []
+        while True:
+            got = await backend.scan(
+                "c", after=after, where=where, limit=3, budget=5, keys_only=True
+            )
+            assert got.scanned <= 5 and len(got.matches) <= 3
+            assert all(entry.record.value == b"" for entry in got.matches)
+            seen += [decode_key(entry.sk) for entry in got.matches]
+            pages.append((len(got.matches), got.scanned, got.done))
+            after = got.last_sk
+            if got.done:
+                break
+        assert seen == list(range(0, 20, 2))
+        # Full pages end at their third match; others where the budget ran out.
+        assert pages == [(3, 5, False), (2, 5, False), (3, 5, False), (2, 5, True)]
+        empty = await backend.scan(
+            "c", after=after, where=where, limit=3, budget=5, keys_only=False
+        )
+        assert (empty.matches, empty.scanned, empty.last_sk, empty.done) == ([], 0, None, True)
 
     async def test_query_keys_only(self, backend: Backend) -> None:
         await self._put(backend, {key("c", "a"): rec("long value", "va"), key("c", 2.0): rec(2)})

@@ -235,7 +235,7 @@ async def test_a_lagging_event_loop_refuses_new_requests(
 ) -> None:
     """The worker's own loop is kept busy for real (a blocking callback every
     turn), so every timer runs late: new requests are refused until it is not."""
-    client = await aiohttp_client(create_app(replace(sqlite_config, max_queue_delay=0.05)))
+    client = await aiohttp_client(create_app(replace(sqlite_config, max_loop_lag=0.05)))
     loop = asyncio.get_running_loop()
     busy_until = loop.time() + 1.2
 

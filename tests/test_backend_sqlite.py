@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 
 from itemstore_service.backends import sqlite
-from itemstore_service.backends.base import Record
+from itemstore_service.backends.base import (
+    TX_WINDOW_SECONDS,
+    Record,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
+)
 from itemstore_service.config import Config
+from itemstore_service.keys import encode_key
 from tests.backend_conformance import BackendConformance, Opener
 
 
@@ -87,3 +94,21 @@ async def test_a_file_from_before_expiry_gets_the_column(sqlite_config: Config) 
         }
         await backend.write_many({("c", "k"): Record(b"2", "v2", expires_at=1)}, [], previous=())
         assert await backend.count("c") == 0
+
+
+async def test_a_transaction_token_applies_once_and_expires(sqlite_config: Config) -> None:
+    item = ("c", encode_key("n"))
+    put = [TxOp(item, "put", Record(b"1", "v1"), conditional=True, expected=None)]
+    async with sqlite.open(sqlite_config) as backend:
+        await backend.transact(put, token="t1")
+        await backend.transact(put, token="t1")  # the condition fails now, but it was applied
+        with pytest.raises(TokenReused):
+            await backend.transact([TxOp(item, "delete")], token="t1")
+        with pytest.raises(TransactionFailed):
+            await backend.transact(put, token="t2")
+        # Past the window the token is forgotten: the same ops are a new transaction.
+        with sqlite3.connect(sqlite_config.sqlite_path) as conn:
+            conn.execute("UPDATE tx_tokens SET expires = expires - ?", (TX_WINDOW_SECONDS + 1,))
+        with pytest.raises(TransactionFailed):
+            await backend.transact(put, token="t1")
+        assert await backend.get_many([item], consistent=True) == {item: Record(b"1", "v1")}

@@ -187,8 +187,31 @@ def test_the_token_stays_out_of_help() -> None:
         assert parse("--token", "other").token == "other"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_port_in_use_is_a_one_line_error(workers: str, tmp_path: Path) -> None:
+def test_the_start_up_line_is_printed_once_listening(workers: str, tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "itemstore_service", "serve", "--port", str(port)]
+    command += ["--workers", workers, "--sqlite-path", str(tmp_path / "db")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("itemstore ") and f"http://127.0.0.1:{port} " in line, line
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()  # listening already
+        finally:
+            process.terminate()
+            assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_a_one_line_error_naming_the_flag(workers: str, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -197,14 +220,30 @@ def test_a_port_in_use_is_a_one_line_error(workers: str, tmp_path: Path) -> None
             "serve", "--port", port, "--workers", workers, "--sqlite-path", str(tmp_path / "db")
         )
     assert result.returncode == 1
-    assert "in use" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # no start-up line: it is printed once listening
+    assert result.stderr == (
+        f"itemstore: error: cannot listen on 127.0.0.1:{port}: Address already in use;"
+        " choose another port with --port (or ITEMSTORE_PORT)\n"
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_host_of_another_machine_is_a_one_line_error_naming_the_flag(
+    workers: str, tmp_path: Path
+) -> None:
+    host = "203.0.113.1"  # TEST-NET-3: an address of no machine here
+    result = run_cli(
+        "serve", "--host", host, "--workers", workers, "--sqlite-path", str(tmp_path / "db")
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"itemstore: error: cannot listen on {host}:")
+    assert result.stderr.endswith("with --host (or ITEMSTORE_HOST)\n")
+    assert result.stderr.count("\n") == 1
 
 
 def test_an_unusable_sqlite_path_is_a_one_line_error(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
+    port = str(free_port())
     result = run_cli("serve", "--port", port, "--sqlite-path", str(tmp_path / "no" / "dir" / "db"))
     assert result.returncode == 1
     assert "cannot start" in result.stderr

@@ -31,13 +31,17 @@ from itemstore_service.backends.base import (
     Puts,
     Record,
     Records,
+    Scanned,
+    TxOp,
     Update,
 )
+from itemstore_service.conditions import Where
 from itemstore_service.config import Config
 from itemstore_service.health import HEALTH
 from itemstore_wire.contract import Limits
 from tests.test_openapi import (
     SPEC,
+    SPEC_FILE,
     Answer,
     check_answer,
     check_schema,
@@ -54,6 +58,8 @@ LIMITS = Limits()
 ROOT, COLLECTIONS, COLLECTION = "/", "/collections", "/collections/{name}"
 ITEMS, ITEM = "/collections/{name}/items", "/collections/{name}/items/{key}"
 BATCH = "/collections/{name}/batch"
+QUERY = "/collections/{name}/query"
+TRANSACT = "/transactions"
 TOO_LARGE = "x" * LIMITS.max_value_bytes  # as JSON, two bytes over the limit
 
 
@@ -139,6 +145,22 @@ class Outage:
     ) -> list[Listed]:
         raise self._fail()
 
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        prefix: str = "",
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        raise self._fail()
+
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        raise self._fail()
+
     async def count(self, collection: str) -> int:
         raise self._fail()
 
@@ -207,15 +229,29 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     info = (await plain.call("GET", ROOT, "/", 200)).json()
     assert (info["backend"], info["limits"]) == ("sqlite", dataclasses.asdict(LIMITS))
     await secured.call("GET", ROOT, "/", 200, token=False)
+    assert code(await plain.call("GET", ROOT, "/?limit=1", 400)) == "unexpected-parameter"
     # A real setting, not a fake: with room for no request in flight, every one is refused.
     plain.app[ADMISSION].max_inflight = 0
     assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
+
+
+@driver("getOpenApi")
+async def drive_openapi(plain: Api, secured: Api) -> None:
+    served = await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 200)
+    assert served.body == SPEC_FILE.read_bytes()
+    await secured.call("GET", "/openapi.yaml", "/openapi.yaml", 200, token=False)
+    answer = await plain.call("GET", "/openapi.yaml", "/openapi.yaml?format=json", 400)
+    assert code(answer) == "unexpected-parameter"
+    plain.app[ADMISSION].max_inflight = 0
+    assert code(await plain.call("GET", "/openapi.yaml", "/openapi.yaml", 503)) == "overloaded"
 
 
 @driver("getLiveness")
 async def drive_liveness(plain: Api, secured: Api) -> None:
     await plain.call("GET", "/healthz", "/healthz", 200)
     await secured.call("GET", "/healthz", "/healthz", 200, token=False)
+    answer = await plain.call("GET", "/healthz", "/healthz?verbose=1", 400)
+    assert code(answer) == "unexpected-parameter"
 
 
 @driver("getReadiness")
@@ -224,6 +260,8 @@ async def drive_readiness(plain: Api, secured: Api) -> None:
         "status": "ready",
         "backend": "sqlite",
     }
+    answer = await plain.call("GET", "/readyz", "/readyz?verbose=1", 400)
+    assert code(answer) == "unexpected-parameter"
     # A real setting, not a fake: with a zero ping timeout no backend answers in time.
     plain.app[HEALTH].ping_timeout = 0.0
     assert code(await plain.call("GET", "/readyz", "/readyz", 503)) == "backend-unavailable"
@@ -238,6 +276,8 @@ async def drive_metrics(plain: Api, secured: Api) -> None:
     text = (await plain.call("GET", "/metrics", "/metrics", 200)).body.decode()
     assert 'itemstore_http_requests_total{method="GET",route="/",status="200"}' in text
     await secured.call("GET", "/metrics", "/metrics", 200, token=False)
+    answer = await plain.call("GET", "/metrics", "/metrics?name=x", 400)
+    assert code(answer) == "unexpected-parameter"
 
 
 @driver("listCollections")
@@ -309,6 +349,8 @@ async def drive_list_items(plain: Api, secured: Api) -> None:
         "invalid-cursor"
     )
     await plain.call("GET", ITEMS, "/collections/c/items?keys_only=maybe", 400)
+    answer = await plain.call("GET", ITEMS, "/collections/c/items?prefx=al", 400)
+    assert (code(answer), answer.json()["parameter"]) == ("unexpected-parameter", "prefx")
     await unauthorized_and_unavailable(plain, secured, "GET", ITEMS, "/collections/c/items")
 
 
@@ -484,6 +526,55 @@ async def drive_batch(plain: Api, secured: Api) -> None:
     assert code(answer) == "value-too-large"
     get_only = {"ops": [{"op": "get", "key": "a"}]}
     await unauthorized_and_unavailable(plain, secured, "POST", BATCH, path, json=get_only)
+
+
+@driver("queryItems")
+async def drive_query_items(plain: Api, secured: Api) -> None:
+    path = "/collections/q/query"
+    for key, age in (("ada", 36), ("alan", 41), ("kid", 12)):
+        await put(plain, f"/collections/q/items/{key}", {"age": age, "city": "FR"})
+    body = {"where": {"age?gte": 30, "city": "FR"}, "sort": "-age", "limit": 1}
+    first = (await plain.call("POST", QUERY, path, 200, json=body)).json()
+    assert [item["key"] for item in first["items"]] == ["alan"]
+    rest = {**body, "cursor": first["next_cursor"]}
+    assert (await plain.call("POST", QUERY, path, 200, json=rest)).json()["items"] == [
+        {"key": "ada", "value": {"age": 36, "city": "FR"}}
+    ]
+    counted = (await plain.call("POST", QUERY, path, 200, json={"count": True})).json()
+    assert (counted["count"], counted["scanned"], counted["next_cursor"]) == (3, 3, None)
+    answer = await plain.call("POST", QUERY, path, 400, json={"where": {"age?near": 3}})
+    assert code(answer) == "invalid-query"
+    await plain.call("POST", QUERY, path, 415, data=b"{}")
+    body_too_large = b" " * (LIMITS.max_request_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    await plain.call("POST", QUERY, path, 413, data=body_too_large, headers=json_type)
+    await unauthorized_and_unavailable(plain, secured, "POST", QUERY, path, json={})
+
+
+@driver("transact")
+async def drive_transact(plain: Api, secured: Api) -> None:
+    path = "/transactions"
+    etag = await put(plain, "/collections/stats/items/users", 12)
+    ops = [
+        {"op": "put", "collection": "users", "key": "ada", "value": {}, "if_none_match": "*"},
+        {"op": "put", "collection": "stats", "key": "users", "value": 13, "if_match": etag},
+        {"op": "check", "collection": "stats", "key": "users", "if_match": etag},
+    ]
+    answer = await plain.call("POST", TRANSACT, path, 400, json={"ops": ops})
+    assert code(answer) == "invalid-transaction"
+    key = {"Idempotency-Key": "contract-1"}
+    done = await plain.call("POST", TRANSACT, path, 200, json={"ops": ops[:2]}, headers=key)
+    assert [sorted(result) for result in done.json()["results"]] == [["etag"], ["etag"]]
+    failed = await plain.call("POST", TRANSACT, path, 412, json={"ops": ops[1:2]})
+    assert (failed.json()["index"], failed.json()["current"]) == (0, 13)
+    reused = await plain.call("POST", TRANSACT, path, 422, json={"ops": ops[2:]}, headers=key)
+    assert code(reused) == "idempotency-key-reused"
+    await plain.call("POST", TRANSACT, path, 415, data=b'{"ops": []}')
+    body = b" " * (LIMITS.max_request_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    await plain.call("POST", TRANSACT, path, 413, data=body, headers=json_type)
+    check = {"ops": [{"op": "check", "collection": "c", "key": "k", "if_none_match": "*"}]}
+    await unauthorized_and_unavailable(plain, secured, "POST", TRANSACT, path, json=check)
 
 
 # -- the tests ---------------------------------------------------------------------

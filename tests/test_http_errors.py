@@ -18,6 +18,7 @@ from aiohttp.web import Application, Request
 
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
+from itemstore_service.query_parameters import ACCEPTED
 from tests.live_service import itemstore_serve
 
 Client = TestClient[Request, Application]
@@ -161,6 +162,43 @@ async def test_bad_collection_listing_parameters_are_400(
 ) -> None:
     response = await client.get("/collections", params=query)
     await problem(response, 400, "invalid-cursor" if "cursor" in query else "invalid-input")
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "accepted"),
+    [
+        ("/collections/c/items", "prefx=a", ["cursor", "keys_only", "limit", "prefix"]),
+        ("/collections/c", "prefix=a", []),
+        ("/collections/c/items/k", "key_typ=int", ["consistent", "key_type"]),
+        ("/collections/c/items", "limit=1&limit=2", ["cursor", "keys_only", "limit", "prefix"]),
+    ],
+)
+async def test_an_unexpected_query_parameter_is_400_naming_it(
+    client: Client, path: str, query: str, accepted: list[str]
+) -> None:
+    await client.put("/collections/c/items/k", data=b"1", headers=JSON)
+    response = await client.get(f"{path}?{query}")
+    body = await problem(response, 400, "unexpected-parameter")
+    name = query.partition("=")[0]
+    assert (body["parameter"], body["accepted"]) == (name, accepted)
+    assert repr(name) in body["detail"]
+
+
+async def test_every_route_refuses_a_query_parameter_it_does_not_take(client: Client) -> None:
+    # The check runs before a body is read or storage is touched: no body needed.
+    for method, template in ACCEPTED:
+        path = template.replace("{name}", "c").replace("{key}", "k")
+        response = await client.request(method, path, params={"bogus": "1"})
+        body = await problem(response, 400, "unexpected-parameter")
+        assert body["parameter"] == "bogus", (method, template)
+    assert await (await client.get("/collections/c/items")).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+
+
+async def test_an_unknown_route_is_404_whatever_its_query(client: Client) -> None:
+    await problem(await client.get("/nowhere?bogus=1"), 404, "not-found")
 
 
 async def test_a_prefix_longer_than_any_key_matches_nothing(client: Client) -> None:

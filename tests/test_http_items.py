@@ -85,6 +85,9 @@ async def test_any_json_value_round_trips(client: Client, value: Any) -> None:
         "日本",
         "🙂",
         "a+b",
+        "{id}",
+        "}{",
+        "%7B",
         "x" * 1000,
     ],
 )
@@ -95,6 +98,33 @@ async def test_keys_with_any_characters_round_trip(client: Client, key: str) -> 
     assert await (await client.get(item_url(key))).json() == {"k": key}
     listing = await (await client.get("/collections/users/items")).json()
     assert [item["key"] for item in listing["items"]] == [key]
+
+
+async def test_every_ascii_character_round_trips_alone_and_inside_a_key(client: Client) -> None:
+    keys = [text for code in range(128) for text in (chr(code), f"a{chr(code)}b")]
+    for key in keys:
+        response = await put(client, item_url(key), key)
+        assert response.status == 201, (key, await response.text())
+        assert await (await client.get(item_url(key))).json() == key
+    listing = await (await client.get("/collections/users/items", params={"limit": "1000"})).json()
+    assert sorted(item["key"] for item in listing["items"]) == sorted(keys)
+
+
+async def test_braces_in_a_key_reach_every_item_route(client: Client) -> None:
+    # '{' and '}' once answered 404 "no route": sent escaped and sent raw.
+    for path in ("/collections/users/items/%7Bid%7D", "/collections/users/items/{id}"):
+        url = URL(path, encoded=True)
+        assert (await put(client, url, "braces")).status in (200, 201)
+        assert await (await client.get(url)).json() == "braces"
+        assert (await client.head(url)).status == 200
+        assert await (await client.delete(url)).json() == "braces"
+        assert (await client.get(url)).status == 404
+
+
+async def test_braces_in_a_collection_name_are_an_invalid_name(client: Client) -> None:
+    response = await client.get(URL("/collections/%7Bname%7D/items", encoded=True))
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid-collection-name"
 
 
 async def test_a_percent_sign_is_sent_as_25(client: Client) -> None:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from itemstore_service.errors import InvalidKey
-from itemstore_service.keys import decode_key, encode_key, key_bytes, parse_path_key
+from itemstore_service.keys import (
+    convert_legacy_sk,
+    decode_key,
+    encode_key,
+    is_legacy_number_sk,
+    is_sort_key,
+    key_bytes,
+    parse_path_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +77,25 @@ def test_encode_decode_round_trip(key: str | int | float | bool) -> None:
 def test_key_bytes_counts_utf8() -> None:
     assert key_bytes("é") == 2
     assert key_bytes(1234) == 4
+
+
+def test_number_sort_keys_sort_as_the_numbers_do() -> None:
+    rng = random.Random(12)
+    numbers: list[int | float] = [0, 1, -1, 9, 10, -5, 3, 0.1, 0.15, -0.15, 5e-324, -5e-324]
+    numbers += [1.7976931348623157e308, 10**308, -(10**308), 10**17 + 1, 1e17, 2**53 + 1]
+    for _ in range(5000):
+        numbers.append(rng.randint(-(10**20), 10**20))
+        numbers.append(rng.uniform(-1, 1) * 10 ** rng.randint(-300, 300))
+    by_sort_key = sorted(numbers, key=lambda n: encode_key(n).encode())
+    assert all(a <= b for a, b in itertools.pairwise(by_sort_key))
+    for n in numbers:
+        assert decode_key(encode_key(n), isinstance(n, float)) == n
+        assert is_sort_key(encode_key(n))
+
+
+def test_legacy_number_sort_keys_convert() -> None:
+    assert [is_legacy_number_sk(sk) for sk in ("n10", "n-2.5", "np4011", "no", "s10")] == [
+        True, True, False, False, False,
+    ]  # fmt: skip
+    assert convert_legacy_sk("n-2.5") == encode_key(-2.5)
+    assert convert_legacy_sk("n1e+20") == encode_key(10**20)

@@ -27,6 +27,8 @@ from referencing.jsonschema import DRAFT202012
 from itemstore_service.app import create_app
 from itemstore_service.auth import PUBLIC_PATHS
 from itemstore_service.config import Config
+from itemstore_service.query_parameters import ACCEPTED
+from itemstore_service.routes import openapi_document
 from itemstore_wire.contract import Limits
 
 SPEC_FILE = Path(__file__).resolve().parents[1] / "openapi.yaml"
@@ -81,6 +83,15 @@ def documented_operations() -> list[tuple[str, str, str]]:
         for method in HTTP_METHODS
         if method in item
     ]
+
+
+def query_parameters(path: str, method: str) -> frozenset[str]:
+    """The names of the query parameters documented for one operation (its
+    own and its path's)."""
+    item = SPEC["paths"][path]
+    listed = [*item.get("parameters", []), *item[method.lower()].get("parameters", [])]
+    resolved = [at(p["$ref"].removeprefix("#")) if "$ref" in p else p for p in listed]
+    return frozenset(p["name"] for p in resolved if p["in"] == "query")
 
 
 def without_implicit_head(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -155,6 +166,11 @@ def test_spec_is_valid_openapi_3_1() -> None:
     validate(SPEC, cls=OpenAPIV31SpecValidator)
 
 
+def test_the_package_carries_this_document() -> None:
+    # The package's openapi.yaml links to the repository's; a copy would drift.
+    assert openapi_document() == SPEC_FILE.read_bytes()
+
+
 def test_served_routes_and_documented_operations_match(sqlite_config: Config) -> None:
     app = create_app(sqlite_config)
     served = {
@@ -167,6 +183,17 @@ def test_served_routes_and_documented_operations_match(sqlite_config: Config) ->
     documented_only = documented - served
     assert not served_only, f"served but not in openapi.yaml: {sorted(served_only)}"
     assert not documented_only, f"in openapi.yaml but not served: {sorted(documented_only)}"
+
+
+def test_accepted_query_parameters_are_the_documented_ones() -> None:
+    documented = {
+        (method, path): query_parameters(path, method)
+        for path, method, _ in documented_operations()
+    }
+    for (method, path), names in documented.items():
+        accepted = ACCEPTED["GET" if method == "HEAD" else method, path]
+        assert names == accepted, f"{method} {path}: documented {names}, accepted {accepted}"
+    assert set(ACCEPTED) <= set(documented)
 
 
 def test_public_routes_are_the_ones_documented_without_security() -> None:

@@ -1,6 +1,7 @@
 """The README says what the service does: its curl tour covers every data
-route and runs without a server error against a real `itemstore serve`, and
-its Python example runs as written."""
+route, and each of its examples runs on its own against a real
+`itemstore serve`, emptied first and again on what it left, and gets only
+the errors it announces; its Python example runs as written, on its own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from itemstore import Client
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from tests.live_service import itemstore_serve
@@ -32,10 +34,31 @@ def curl_tour() -> str:
     return tour
 
 
+def tour_examples() -> list[str]:
+    """The tour's examples: its paragraphs after the one that sets B."""
+    first, *examples = curl_tour().strip().split("\n\n")
+    assert first == f"B={DOC_URL}"
+    return examples
+
+
+def empty(url: str) -> None:
+    """Remove every item of the service at ``url``."""
+    with Client(url) as client:
+        for name in list(client.collections()):
+            client.collection(name).clear()
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with itemstore_serve(tmp_path_factory.mktemp("readme")) as url:
         yield url
+
+
+@pytest.fixture
+def service(running: str) -> str:
+    """The running service, emptied."""
+    empty(running)
+    return running
 
 
 def test_the_curl_tour_covers_every_data_route() -> None:
@@ -64,29 +87,51 @@ def test_the_curl_tour_covers_every_data_route() -> None:
         ), f"README's curl tour has no {method} {template}"
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_curl_tour_runs_without_server_errors(service: str) -> None:
-    script = "set -e\n" + curl_tour().replace(f"B={DOC_URL}", f"B={service}")
+# Every curl of an example also prints its answer's status on a line of its own.
+CURL_WITH_STATUS = "curl() { command curl -w '\\n<status %{http_code}>\\n' \"$@\"; }\n"
+
+
+def run_example(example: str, url: str) -> tuple[str, list[int]]:
+    """Run one example of the tour against ``url``: its output and the status
+    of each answer it got."""
+    script = f"set -e\nB={url}\n{CURL_WITH_STATUS}{example}"
     result = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, timeout=60, env=dict(os.environ)
     )
-    assert result.returncode == 0, result.stderr
-    statuses = re.findall(r"HTTP/1\.1 (\d{3})", result.stdout)
-    assert statuses and all(int(status) < 500 for status in statuses)
-    assert "internal-error" not in result.stdout
-    assert '"status":5' not in result.stdout
-    assert '{"name":"Ada Lovelace"' not in result.stdout  # the If-Match placeholder fails
-    assert '"code":"precondition-failed"' in result.stdout
+    assert result.returncode == 0, (example, result.stderr)
+    return result.stdout, [int(s) for s in re.findall(r"<status (\d{3})>", result.stdout)]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("example", tour_examples(), ids=lambda e: e.split("\n")[0][2:40])
+def test_each_curl_example_runs_on_its_own(service: str, example: str) -> None:
+    for _ in range(2):  # on the emptied service, then on what the example left
+        output, statuses = run_example(example, service)
+        assert statuses, output
+        errors = [status for status in statuses if status >= 400]
+        assert all(str(status) in example for status in errors), (errors, output)
+        assert all(status < 500 for status in statuses) and '"status":5' not in output
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_compare_and_set_example_sends_the_etag_as_it_came(service: str) -> None:
+    (example,) = [e for e in tour_examples() if e.startswith("# compare-and-set")]
+    output, statuses = run_example(example, service)
+    assert statuses[-2:] == [200, 412], output
+    assert '"code":"precondition-failed"' in output
+    with Client(service) as client:
+        assert client.collection("users")["ada"] == {"name": "Ada Lovelace"}
 
 
 def test_the_python_example_runs(service: str) -> None:
     (example,) = [block for block in blocks("python") if "from itemstore import" in block]
-    namespace: dict[str, object] = {"__name__": "readme"}
-    exec(compile(example.replace(DOC_URL, service), str(README), "exec"), namespace)
-    from itemstore import Client
-
-    users = Client(service).collection("users")
-    assert users["ada"] == {"email": "new@example.com"}
-    assert users["eve"] == {"email": "eve@example.com"}
-    assert namespace["value"] == {}
-    assert "carl" not in users
+    code = compile(example.replace(DOC_URL, service), str(README), "exec")
+    for _ in range(2):  # on the emptied service, then on what the example left
+        namespace: dict[str, object] = {"__name__": "readme"}
+        exec(code, namespace)
+        with Client(service) as client:
+            users = client.collection("users")
+            assert users["ada"] == {"email": "new@example.com"}
+            assert users["eve"] == {"email": "eve@example.com"}
+            assert namespace["value"] == {}
+            assert "carl" not in users

@@ -19,7 +19,7 @@ from itemstore_wire.contract import Key, Limits
 
 from ._protocol import Item
 from ._retry import RetryPolicy
-from .client import Client, Collection, Session
+from .client import Client, Collection, Session, Transaction
 from .errors import (
     ItemstoreError,
     PreconditionFailed,
@@ -29,13 +29,14 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .aio import AsyncClient, AsyncCollection, AsyncSession
+    from .aio import AsyncClient, AsyncCollection, AsyncSession, AsyncTransaction
     from .context import AsyncStorageContext, StorageContext, storage_context
 
 LAZY_EXPORTS = {
     "AsyncClient": "aio",
     "AsyncCollection": "aio",
     "AsyncSession": "aio",
+    "AsyncTransaction": "aio",
     "AsyncStorageContext": "context",
     "StorageContext": "context",
     "storage_context": "context",
@@ -47,6 +48,7 @@ __all__ = [
     "AsyncCollection",
     "AsyncSession",
     "AsyncStorageContext",
+    "AsyncTransaction",
     "Client",
     "Collection",
     "Item",
@@ -57,6 +59,7 @@ __all__ = [
     "RetryPolicy",
     "Session",
     "StorageContext",
+    "Transaction",
     "Unauthorized",
     "Unavailable",
     "ValidationError",

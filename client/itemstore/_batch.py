@@ -37,6 +37,45 @@ class BatchOp:
         object.__setattr__(self, "encoded", encoded)
 
 
+TransactionKind = Literal["put", "delete", "check"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOp:
+    """One op of a transaction, on any collection; ``encoded`` as for
+    ``BatchOp``. ``if_match``: an ETag; ``if_absent``: only when absent."""
+
+    kind: TransactionKind
+    collection: str
+    key: Key
+    value: bytes | None = None
+    if_match: str | None = None
+    if_absent: bool = False
+    encoded: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head: dict[str, object] = {
+            "op": self.kind,
+            "collection": self.collection,
+            "key": check_key(self.key),
+        }
+        if self.if_match is not None:
+            head["if_match"] = self.if_match
+        if self.if_absent:
+            head["if_none_match"] = "*"
+        encoded = dumps(head)
+        if self.value is not None:
+            encoded = encoded[:-1] + b',"value":' + self.value + b"}"
+        object.__setattr__(self, "encoded", encoded)
+
+    @classmethod
+    def of_batch(cls, collection: str, op: BatchOp) -> TransactionOp:
+        """The transaction op of a batch put or delete."""
+        if op.kind == "get" or op.kind == "patch":
+            raise ValueError(f"a transaction puts, deletes and checks; it has no {op.kind}")
+        return cls(op.kind, collection, op.key, op.value)
+
+
 def split_ops(ops: Sequence[BatchOp], max_ops: int, max_bytes: int) -> list[list[BatchOp]]:
     """Consecutive chunks of at most ``max_ops`` ops and (when possible)
     ``max_bytes`` bytes of body; order is kept."""

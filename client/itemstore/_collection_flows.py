@@ -10,7 +10,7 @@ from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
 from ._batch import BatchOp
-from ._flows import Flow, Stream, batch, limits, mapped, pages
+from ._flows import Emit, Flow, Stream, batch, collect, limits, mapped, pages
 from ._keys import check_key, lookup_key
 from ._protocol import Core, Expiry, Item, check_collection_name
 
@@ -128,6 +128,40 @@ class CollectionFlows:
     def count(self) -> Flow[int]:
         count: int = yield self.core.count(self.name)
         return count
+
+    def count_matching(self, where: Any) -> Flow[int]:
+        """How many items match ``where``: one count request per
+        ``max_query_scan`` items of the collection, added up."""
+        counts = yield from collect(pages(lambda c: self.core.count_page(self.name, where, c)))
+        return sum(counts)
+
+    def query(
+        self,
+        where: Any,
+        sort: str | None,
+        limit: int | None,
+        page_size: int | None,
+        keys_only: bool,
+    ) -> Stream[tuple[Key, Any]]:
+        """The ``(key, value)`` pairs that match ``where``, in ``sort`` order,
+        at most ``limit`` of them; one request per page (a page may be empty:
+        each request reads at most ``max_query_scan`` items)."""
+        body: dict[str, Any] = {"where": where, "keys_only": keys_only}
+        if sort is not None:
+            body["sort"] = sort
+        most = page_size or (yield from limits(self.core)).max_page_size
+        left = limit
+        cursor: str | None = None
+        while left is None or left > 0:
+            size = most if left is None else min(left, most)
+            page = yield self.core.query(self.name, {**body, "limit": size}, cursor)
+            entries = page.entries if left is None else page.entries[:left]
+            if left is not None:
+                left -= len(entries)
+            yield Emit(entries)
+            cursor = page.next_cursor
+            if cursor is None:
+                return
 
     def is_empty(self) -> Flow[bool]:
         page = yield self.core.page(self.name, None, limit=1, keys_only=True)

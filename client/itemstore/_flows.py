@@ -11,13 +11,14 @@ one with :func:`run_flow` / :func:`stream`, the way httpx drives
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from itemstore_wire.contract import Key, Limits
 
-from ._batch import BatchOp, split_ops
+from ._batch import BatchOp, TransactionOp, split_ops
 from ._protocol import Call, Core, OpResult, Page, applied_before
 from .errors import ItemstoreError
 
@@ -187,6 +188,16 @@ def limits(core: Core) -> Flow[Limits]:
 def collection_names(core: Core) -> Stream[str]:
     """Names of the collections that hold items."""
     return pages(lambda cursor: core.collections_page(cursor, None))
+
+
+def transact(core: Core, ops: list[TransactionOp]) -> Flow[list[str | None]]:
+    """Send ``ops`` as one transaction (all or none) under a new
+    Idempotency-Key, so that a retry after a lost answer applies it once;
+    the ETag each put wrote."""
+    if not ops:
+        return []
+    etags: list[str | None] = yield core.transact(ops, str(uuid.uuid4()))
+    return etags
 
 
 def batch(

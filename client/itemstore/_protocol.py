@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from itemstore_wire.contract import COLLECTION_NAME, COLLECTION_NAME_RULE, Key, Limits, key_type
 from itemstore_wire.exactjson import dumps, loads
 
-from ._batch import BatchOp
+from ._batch import BatchOp, TransactionOp
 from ._keys import check_key, path_segment
 from ._retry import Replay, parse_retry_after
 from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
@@ -402,6 +402,49 @@ class Core:
 
         def decode(r: Response) -> int:
             return int(self._json(req, r, 200)["count"])
+
+        return Call(req, decode)
+
+    def query(
+        self, collection: str, query: dict[str, Any], cursor: str | None
+    ) -> Call[Page[tuple[Key, Any]]]:
+        """One page of ``POST /collections/{name}/query``; ``query`` is its
+        body but the cursor."""
+        req = self._query_request(collection, {**query, "cursor": cursor})
+
+        def decode(r: Response) -> Page[tuple[Key, Any]]:
+            body = self._json(req, r, 200)
+            entries = [(e["key"], e.get("value")) for e in body["items"]]
+            return Page(entries, body.get("next_cursor"))
+
+        return Call(req, decode)
+
+    def count_page(self, collection: str, where: Any, cursor: str | None) -> Call[Page[int]]:
+        """One counting query: a page of one entry, the matches among the
+        items that request read."""
+        req = self._query_request(collection, {"where": where, "count": True, "cursor": cursor})
+
+        def decode(r: Response) -> Page[int]:
+            body = self._json(req, r, 200)
+            return Page([int(body["count"])], body.get("next_cursor"))
+
+        return Call(req, decode)
+
+    def _query_request(self, collection: str, body: dict[str, Any]) -> Request:
+        path = f"/collections/{check_collection_name(collection)}/query"
+        return self._request("POST", path, body=dumps(body))
+
+    def transact(
+        self, ops: Sequence[TransactionOp], idempotency_key: str
+    ) -> Call[list[str | None]]:
+        """One transaction: the ETag each put wrote (None for other ops). Safe
+        to send again: the service applies one ``idempotency_key`` once."""
+        body = b'{"ops":[' + b",".join(op.encoded for op in ops) + b"]}"
+        headers = {"Idempotency-Key": idempotency_key}
+        req = self._request("POST", "/transactions", body=body, headers=headers)
+
+        def decode(r: Response) -> list[str | None]:
+            return [result.get("etag") for result in self._json(req, r, 200)["results"]]
 
         return Call(req, decode)
 

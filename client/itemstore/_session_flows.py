@@ -8,9 +8,9 @@ from typing import Any
 
 from itemstore_wire.contract import Key
 
-from ._batch import BatchOp
+from ._batch import BatchOp, TransactionOp
 from ._collection_flows import MISSING, CollectionFlows
-from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped
+from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped, transact
 from ._keys import KeyTag, lookup_key
 from ._protocol import Core, Item, OpResult
 from ._session_state import Entry, SessionState
@@ -113,16 +113,24 @@ class SessionFlows:
         yield from mapped(self.collection.items(None, size, keys_only), with_changes)
         yield Emit([(e.key, e.value) for e in self.state.unseen(seen)])
 
-    def commit(self) -> Flow[int]:
+    def commit(self, *, atomic: bool = False) -> Flow[int]:
         """Send every pending change, one batch call per ``max_batch_ops``,
-        puts as blind writes, increments last; the number of ops sent. The
-        cache stays valid afterwards. KeyError (once all is sent) when an
-        incremented item was absent. A failed commit does not send its
-        increments again."""
+        puts as blind writes (``atomic``: as one transaction, all or none),
+        increments last; the number of ops sent. The cache stays valid
+        afterwards. KeyError (once all is sent) when an incremented item was
+        absent. A failed commit does not send its increments again; an atomic
+        commit takes no increments (a transaction has no patch op).
+        """
         plan = self.state.plan()
+        if atomic and plan.patches:
+            raise ValueError("an atomic commit takes no increments: commit them apart")
         self.state.increments_sent()
         results: list[OpResult] = []
-        if plan.ops:
+        if plan.ops and atomic:
+            yield from transact(
+                self.core, [TransactionOp.of_batch(self.name, op) for op in plan.ops]
+            )
+        elif plan.ops:
             results = yield from batch(self.core, self.name, plan.ops, minimal=True)
         first_patch = len(plan.ops) - plan.patches
         patched = [

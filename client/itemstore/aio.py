@@ -18,6 +18,7 @@ from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
 from ._protocol import Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
+from ._transaction import TransactionCollection, TransactionOps
 
 T = TypeVar("T")
 
@@ -67,6 +68,11 @@ class AsyncClient(BaseClient[AsyncTransport]):
         """Send ops in order, one call per ``max_batch_ops``; the results of
         every op, in order."""
         return await self.run_flow(flows.batch(self._core, collection, ops))
+
+    def transaction(self) -> AsyncTransaction:
+        """Writes across collections sent as ONE transaction (all or none)
+        when the ``async with`` block ends; nothing is sent after an exception."""
+        return AsyncTransaction(self)
 
     async def close(self) -> None:
         await self._transport.close()
@@ -217,6 +223,25 @@ class AsyncCollection(_AsyncFlowMapping):
         """Every ``(key, value)`` in key order; ``keys_only`` leaves values None."""
         return self.client.stream(self._flows.items(prefix, page_size, keys_only))
 
+    def query(
+        self,
+        where: Any = None,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        page_size: int | None = None,
+        keys_only: bool = False,
+    ) -> AsyncIterator[tuple[Key, Any]]:
+        """The ``(key, value)`` pairs that match ``where``, in key order or by
+        ``sort``, at most ``limit`` (see ``Collection.query``)."""
+        return self.client.stream(self._flows.query(where, sort, limit, page_size, keys_only))
+
+    async def count(self, where: Any = None) -> int:
+        """``len(c)``; with ``where``, how many items match it."""
+        if where is None:
+            return await self.client.run_flow(self._flows.count())
+        return await self.client.run_flow(self._flows.count_matching(where))
+
     async def to_dict(self) -> dict[Key, Any]:
         return {k: v async for k, v in self.iter_items()}
 
@@ -272,9 +297,10 @@ class AsyncSession(_AsyncFlowMapping):
     async def to_dict(self) -> dict[Key, Any]:
         return {k: v async for k, v in self.items()}
 
-    async def commit(self) -> int:
-        """Send every pending change now, as one batch call per ``max_batch_ops``."""
-        return await self.client.run_flow(self._flows.commit())
+    async def commit(self, *, atomic: bool = False) -> int:
+        """Send every pending change now, as one batch call per ``max_batch_ops``
+        (``atomic``: as one transaction, all or none)."""
+        return await self.client.run_flow(self._flows.commit(atomic=atomic))
 
     def rollback(self) -> None:
         self._flows.state.reset()
@@ -288,3 +314,28 @@ class AsyncSession(_AsyncFlowMapping):
 
     def __repr__(self) -> str:
         return f"<itemstore.AsyncSession {self.name!r} at {self.client.url}>"
+
+
+class AsyncTransaction:
+    """``async with client.transaction() as tx: tx["users"]["ada"] = {...}``:
+    the ``Transaction`` of the sync client, sent when the block ends."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self._ops = TransactionOps()
+        self.etags: list[str | None] = []
+
+    def __getitem__(self, collection: str) -> TransactionCollection:
+        return TransactionCollection(self._ops, collection)
+
+    async def commit(self) -> list[str | None]:
+        """Send the ops now; the ETag each put wrote (None for the others)."""
+        self.etags = await self.client.run_flow(flows.transact(self.client._core, self._ops.ops))
+        return self.etags
+
+    async def __aenter__(self) -> AsyncTransaction:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self.commit()

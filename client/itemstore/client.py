@@ -16,6 +16,7 @@ from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
 from ._protocol import Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
+from ._transaction import TransactionCollection, TransactionOps
 
 T = TypeVar("T")
 
@@ -64,6 +65,11 @@ class Client(BaseClient[SyncTransport]):
         """Send ops in order, one call per ``max_batch_ops``; the results of
         every op, in order."""
         return self.run_flow(flows.batch(self._core, collection, ops))
+
+    def transaction(self) -> Transaction:
+        """Writes across collections sent as ONE transaction (all or none)
+        when the ``with`` block ends; nothing is sent after an exception."""
+        return Transaction(self)
 
     def close(self) -> None:
         self._transport.close()
@@ -256,6 +262,26 @@ class Collection(_FlowMapping):
         selects str keys starting with it; ``keys_only`` leaves values None."""
         return self.client.stream(self._flows.items(prefix, page_size, keys_only))
 
+    def query(
+        self,
+        where: Any = None,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        page_size: int | None = None,
+        keys_only: bool = False,
+    ) -> Iterator[tuple[Key, Any]]:
+        """The ``(key, value)`` pairs that match ``where`` (``{"age?gte": 30}``,
+        or a list of such: any holds), in key order or by ``sort`` (``"age"``,
+        ``"-age"``), at most ``limit``; lazy, the pages walked for you."""
+        return self.client.stream(self._flows.query(where, sort, limit, page_size, keys_only))
+
+    def count(self, where: Any = None) -> int:
+        """``len(c)``; with ``where``, how many items match it."""
+        if where is None:
+            return len(self)
+        return self.client.run_flow(self._flows.count_matching(where))
+
 
 class _Values(ValuesView[Any]):
     _mapping: Collection
@@ -329,10 +355,11 @@ class Session(_FlowMapping):
     def _walk(self) -> Iterator[tuple[Key, Any]]:
         return self.client.stream(self._flows.items(keys_only=False))
 
-    def commit(self) -> int:
-        """Send every pending change now, as one batch call per ``max_batch_ops``;
-        return how many ops were sent. The cache stays valid afterwards."""
-        return self.client.run_flow(self._flows.commit())
+    def commit(self, *, atomic: bool = False) -> int:
+        """Send every pending change now, as one batch call per ``max_batch_ops``
+        (``atomic``: as one transaction, all or none); return how many ops
+        were sent. The cache stays valid afterwards."""
+        return self.client.run_flow(self._flows.commit(atomic=atomic))
 
     def rollback(self) -> None:
         """Forget pending changes and cached reads."""
@@ -362,3 +389,31 @@ class _SessionItems(ItemsView[Key, Any]):
 
     def __iter__(self) -> Iterator[tuple[Key, Any]]:
         return self._mapping._walk()
+
+
+class Transaction:
+    """``with client.transaction() as tx: tx["users"]["ada"] = {...}``: the
+    writes and checks of the block, on any collections, sent as one
+    transaction when it ends normally (nothing is sent after an exception).
+    A failed condition raises ``PreconditionFailed`` (its ``extras`` name
+    the op's ``index``) and nothing is written. ``etags``: what each op wrote."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._ops = TransactionOps()
+        self.etags: list[str | None] = []
+
+    def __getitem__(self, collection: str) -> TransactionCollection:
+        return TransactionCollection(self._ops, collection)
+
+    def commit(self) -> list[str | None]:
+        """Send the ops now; the ETag each put wrote (None for the others)."""
+        self.etags = self.client.run_flow(flows.transact(self.client._core, self._ops.ops))
+        return self.etags
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.commit()

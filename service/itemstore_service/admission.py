@@ -44,13 +44,15 @@ def _no_queue() -> float:
 
 @dataclass(slots=True)
 class Admission:
-    """A worker's requests in flight and its bounds: ``max_inflight`` requests,
-    and ``max_queue_delay`` seconds of waiting at the head of the store's batch
-    queues (``queue_delay``, set once the store is open). Mutable on purpose:
-    app state cannot be reassigned once the app runs."""
+    """A worker's requests in flight and its bounds: ``max_inflight``
+    requests; ``max_queue_delay`` seconds of work queued past the next round
+    of the store's batches (``queue_delay``, set once the store is open);
+    ``max_loop_lag`` seconds of event-loop lag. Mutable on purpose: app state
+    cannot be reassigned once the app runs."""
 
     max_inflight: int
     max_queue_delay: float = float("inf")
+    max_loop_lag: float = float("inf")
     queue_delay: Callable[[], float] = _no_queue
     inflight: int = 0
     loop_lag: float = 0.0
@@ -59,10 +61,17 @@ class Admission:
     any of its code runs (see ``watch_loop``). The least, so that one long
     stall (a collection, a large body) is not taken for a worker behind."""
 
-    def behind(self) -> float:
-        """Seconds this worker is behind: the longer of its event loop's lag
-        and the wait at the head of its batch queues."""
-        return max(self.loop_lag, self.queue_delay())
+    def refusal(self) -> tuple[str, str] | None:
+        """Why a new request must be refused now, if it must: a metrics
+        reason and the problem's detail; None to take it."""
+        if self.inflight >= self.max_inflight:
+            return "in-flight", f"this worker is handling {self.inflight} requests, its limit"
+        if self.loop_lag > self.max_loop_lag:
+            return "loop-lag", f"this worker's event loop is {self.loop_lag * 1000:.0f} ms late"
+        queued = self.queue_delay()
+        if queued > self.max_queue_delay:
+            return "queue-delay", f"this worker is {queued * 1000:.0f} ms of queued work behind"
+        return None
 
     async def watch_loop(self, app: web.Application) -> AsyncIterator[None]:
         """An ``app.cleanup_ctx`` entry that measures ``loop_lag`` every
@@ -87,30 +96,19 @@ ADMISSION = web.AppKey("admission", Admission)
 
 
 def admission_middleware(admission: Admission) -> Middleware:
-    """Refuse a request with Overloaded while ``admission.max_inflight``
-    requests (probes excepted) are being handled by this worker."""
-    refused = REQUESTS_REFUSED.labels(reason="in-flight")
-    behind = REQUESTS_REFUSED.labels(reason="queue-delay")
+    """Refuse a request with Overloaded while ``admission`` says this worker
+    must (probes excepted): too many requests in flight, its event loop
+    late, or its batch queues behind."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PROBES:
             return await handler(request)
-        if admission.inflight >= admission.max_inflight:
-            refused.inc()
-            raise Overloaded(
-                f"this worker is handling {admission.inflight} requests, its limit;"
-                " retry after a second; the request was not applied"
-            )
-        # A queue whose head has waited this long is not being kept up with:
-        # taking more work would only make every admitted request slower.
-        waited = admission.behind()
-        if waited > admission.max_queue_delay:
-            behind.inc()
-            raise Overloaded(
-                f"this worker is {waited * 1000:.0f} ms behind;"
-                " retry after a second; the request was not applied"
-            )
+        refusal = admission.refusal()
+        if refusal is not None:
+            reason, detail = refusal
+            REQUESTS_REFUSED.labels(reason=reason).inc()
+            raise Overloaded(f"{detail}; retry after a second; the request was not applied")
         admission.inflight += 1
         try:
             return await handler(request)

@@ -19,6 +19,7 @@ from .health import add_health_routes
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
 from .problems import problem_middleware
+from .query_parameters import query_parameter_middleware
 from .routes import routes
 from .store import Store
 
@@ -33,10 +34,11 @@ def create_app(config: Config) -> web.Application:
         problem_middleware,
     ]
     # Admission first: a refused request costs no more than a counter.
-    admission = Admission(config.max_inflight, config.max_queue_delay)
+    admission = Admission(config.max_inflight, config.max_queue_delay, config.max_loop_lag)
     middlewares.append(admission_middleware(admission))
     if config.token:
         middlewares.append(auth_middleware(config.token))
+    middlewares.append(query_parameter_middleware)
     # Innermost: an open breaker refuses before the deadline starts; the
     # deadline covers the handler (body read, queue, backend calls).
     middlewares += [breaker_middleware(), deadline_middleware(config.request_timeout)]

@@ -9,8 +9,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .problems import Unauthorized
 
-# Probes, metrics and the service description stay open to orchestrators.
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+# Probes, metrics, the service description and its contract stay open.
+PUBLIC_PATHS = frozenset({"/", "/openapi.yaml", "/healthz", "/readyz", "/metrics"})
 
 
 def auth_middleware(token: str) -> Middleware:

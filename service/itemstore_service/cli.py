@@ -5,6 +5,7 @@ a flag given on the command line wins."""
 from __future__ import annotations
 
 import argparse
+import errno
 import faulthandler
 import logging
 import multiprocessing
@@ -14,9 +15,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from itemstore_wire.contract import Limits
 
@@ -55,36 +56,69 @@ def build_parser() -> argparse.ArgumentParser:
         "ITEMSTORE_DYNAMODB_CREATE_TABLE=true.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert storage written by an older itemstore to this one's format",
+        description="Convert a SQLite file or DynamoDB table of an older storage format "
+        "(number keys listed as text) to the current one. Stop the service first.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
 
-    def option(flag: str, help: str, type: Any = str, default: Any = None, **kw: Any) -> None:
+    def option(
+        flag: str,
+        help: str,
+        type: Any = str,
+        default: Any = None,
+        storage: bool = False,
+        **kw: Any,
+    ) -> None:
         # An environment value is given to argparse as text, so it is converted
         # (and refused with a clear message) only when no flag overrides it.
+        # Storage flags (where the items are) are also migrate's.
         env = _env(flag)
-        serve.add_argument(
-            f"--{flag}", type=type, default=env if env is not None else default, help=help, **kw
-        )
+        for command in (serve, migrate) if storage else (serve,):
+            command.add_argument(
+                f"--{flag}",
+                type=type,
+                default=env if env is not None else default,
+                help=help,
+                **kw,
+            )
 
     def switch(flag: str, help: str) -> None:
         serve.add_argument(f"--{flag}", action="store_true", default=_env_flag(flag), help=help)
 
     option("host", "address to listen on", default=defaults.host)
     option("port", "TCP port to listen on", type=int, default=defaults.port)
-    option("backend", "storage backend", default=defaults.backend, choices=list(BACKENDS))
     option(
-        "sqlite-path", "SQLite database file (created when missing)", default=defaults.sqlite_path
+        "backend",
+        "storage backend",
+        default=defaults.backend,
+        choices=list(BACKENDS),
+        storage=True,
+    )
+    option(
+        "sqlite-path",
+        "SQLite database file (created when missing)",
+        default=defaults.sqlite_path,
+        storage=True,
     )
     option(
         "dynamodb-endpoint",
         "DynamoDB endpoint URL (e.g. DynamoDB Local); default: the AWS endpoint of the region",
+        storage=True,
     )
-    option("dynamodb-region", "AWS region of the table", default=defaults.dynamodb_region)
-    option("dynamodb-table", "DynamoDB table name", default=defaults.dynamodb_table)
+    option(
+        "dynamodb-region", "AWS region of the table", default=defaults.dynamodb_region, storage=True
+    )
+    option("dynamodb-table", "DynamoDB table name", default=defaults.dynamodb_table, storage=True)
     switch("dynamodb-create-table", "create the DynamoDB table when it is missing")
     option(
         "dynamodb-shards",
         "partitions each collection is spread over; fixed for the life of a table",
         type=int,
         default=defaults.dynamodb_shards,
+        storage=True,
     )
     option(
         "workers",
@@ -156,10 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option(
         "max-queue-delay",
-        "seconds a worker may be behind (event loop lag, or the wait a new operation would"
-        " have in a batch queue) before new requests get 503 overloaded",
+        "seconds of work a batch queue may hold past its next round of batches before new"
+        " requests get 503 overloaded",
         type=float,
         default=defaults.max_queue_delay,
+    )
+    option(
+        "max-loop-lag",
+        "seconds the event loop may run late before new requests get 503 overloaded",
+        type=float,
+        default=defaults.max_loop_lag,
     )
     option(
         "breaker-failures",
@@ -181,6 +221,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**values, coalesce=not args.no_coalesce, limits=limits)
 
 
+def storage_config_from_args(args: argparse.Namespace) -> Config:
+    """The settings of ``itemstore migrate``: where the items are, nothing more."""
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    return Config(**values)
+
+
+def migrate_storage(config: Config) -> None:
+    """Convert the storage ``config`` names to the current storage format."""
+    import asyncio
+
+    module = backend_module(config.backend)
+    where = module.describe(config)
+    try:
+        converted = asyncio.run(module.migrate(config))
+    except ItemstoreError as exc:
+        print(f"itemstore: error: {exc.detail}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{config.backend} {where}: {converted} key(s) converted")
+
+
 def _hold_stop_signals() -> None:
     """Hold SIGTERM/SIGINT back (pending, not lost) until ``_release_stop_signals``.
     Until its handlers are in place a process would die of them outright (exit
@@ -192,8 +252,9 @@ def _release_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def run_worker(config: Config) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and close (one process)."""
+def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and close (one process).
+    ``on_listening`` is called once the port is bound."""
     _hold_stop_signals()  # held already when started by serve(): the hold is inherited
     faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS ...) still writes its traceback
     import uvloop
@@ -201,7 +262,7 @@ def run_worker(config: Config) -> None:
 
     from .app import create_app
     from .gc_tuning import settle_heap
-    from .listener import run_guarded
+    from .listener import CannotListen, run_guarded
     from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
@@ -222,25 +283,66 @@ def run_worker(config: Config) -> None:
             reuse_port=config.workers > 1,
             shutdown_timeout=config.shutdown_timeout,
             loop=uvloop.new_event_loop(),
+            on_listening=on_listening,
         )
-    except (OSError, ItemstoreError) as exc:  # a port in use, a path it cannot write ...
+    except CannotListen as exc:
+        _exit_with(_listen_problem(config, exc.error))
+    except (OSError, ItemstoreError) as exc:  # a path it cannot write ...
         logging.getLogger("itemstore").error("cannot start: %s", exc)  # no traceback
         sys.exit(1)
 
 
-def _check_port_free(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on, or None. Workers bind with
-    SO_REUSEPORT, which would also let them share the port with another
-    itemstore unnoticed; a plain bind first fails if anything listens there."""
+def _run_worker_process(config: Config, listening: multiprocessing.connection.Connection) -> None:
+    """One of several workers: tells the parent through ``listening`` once it listens."""
+    run_worker(config, on_listening=lambda: listening.send_bytes(b"listening"))
+
+
+def _exit_with(problem: str) -> NoReturn:
+    print(f"itemstore: error: {problem}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _listen_problem(config: Config, error: OSError) -> str:
+    """Why the service cannot listen, in one line that names the setting to change."""
+    if error.errno is not None and error.errno > 0:  # a name lookup's errors are < 0
+        reason = os.strerror(error.errno)
+    else:
+        reason = error.strerror or str(error)
+    if error.errno in (errno.EADDRINUSE, errno.EACCES):
+        fix = "choose another port with --port (or ITEMSTORE_PORT)"
+    else:
+        fix = "give an address of this machine with --host (or ITEMSTORE_HOST)"
+    return f"cannot listen on {config.host}:{config.port}: {reason}; {fix}"
+
+
+def _check_port_free(config: Config) -> str | None:
+    """Why the service cannot listen, or None. Workers bind with SO_REUSEPORT,
+    which would also let them share the port with another itemstore
+    unnoticed; a plain bind first fails if anything listens there."""
     try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        addresses = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         for family, kind, proto, _, address in addresses:
             with socket.socket(family, kind, proto) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(address)
     except OSError as exc:
-        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        return _listen_problem(config, exc)
     return None
+
+
+def _all_listening(
+    receivers: list[multiprocessing.connection.Connection], sentinels: list[int]
+) -> bool:
+    """Wait until every worker says it listens (True) or one ends (False)."""
+    waiting = list(receivers)
+    while waiting:
+        ready = multiprocessing.connection.wait([*waiting, *sentinels])
+        if any(sentinel in ready for sentinel in sentinels):
+            return False
+        waiting = [receiver for receiver in waiting if receiver not in ready]
+    return True
 
 
 def serve(config: Config) -> None:
@@ -253,25 +355,32 @@ def serve(config: Config) -> None:
         multiprocessing.resource_tracker.ensure_running()
     _hold_stop_signals()
     where = backend_module(config.backend).describe(config)
-    print(
-        f"itemstore {__version__} on http://{config.host}:{config.port} "
-        f"(backend {config.backend}: {where}, {config.workers} worker(s))",
-        flush=True,
-    )
+
+    def announce() -> None:  # once listening: a port in use prints only the error
+        print(
+            f"itemstore {__version__} on http://{config.host}:{config.port} "
+            f"(backend {config.backend}: {where}, {config.workers} worker(s))",
+            flush=True,
+        )
+
     if config.workers == 1:
-        run_worker(config)
+        run_worker(config, on_listening=announce)
         return
     from .observability.metrics import prepare_multiprocess_metrics
 
-    problem = _check_port_free(config.host, config.port)
+    problem = _check_port_free(config)
     if problem:
-        print(f"itemstore: error: {problem}", file=sys.stderr)
-        sys.exit(1)
+        _exit_with(problem)
     prepare_multiprocess_metrics()  # workers share one metrics directory
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=run_worker, args=(config,)) for _ in range(config.workers)]
+    pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
+    workers = [
+        context.Process(target=_run_worker_process, args=(config, sender)) for _, sender in pipes
+    ]
     for worker in workers:
         worker.start()
+    for _, sender in pipes:
+        sender.close()  # the workers hold their own ends
 
     stopping = False
 
@@ -285,9 +394,12 @@ def serve(config: Config) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     _release_stop_signals()
+    sentinels = [worker.sentinel for worker in workers]
+    if _all_listening([receiver for receiver, _ in pipes], sentinels):
+        announce()
     # One worker ending, on a signal or not, ends the service: a half-size
     # service that says nothing is worse than a restart by the orchestrator.
-    ready = multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    ready = multiprocessing.connection.wait(sentinels)
     if not stopping:
         # The sentinel is ready when the process closes it, maybe a moment
         # before is_alive() can tell: join the one that ended.
@@ -316,3 +428,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ConfigError as exc:
             parser.error(str(exc))
         serve(config)
+    elif args.command == "migrate":
+        try:
+            config = storage_config_from_args(args)
+        except ConfigError as exc:
+            parser.error(str(exc))
+        migrate_storage(config)

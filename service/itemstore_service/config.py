@@ -65,9 +65,12 @@ class Config:
     max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
     max_queue_delay: float = 0.05
-    """Seconds a worker may be behind (its event loop's lag, or the wait a new
-    operation would have in a batch queue) before new requests are refused
-    with 503 ``overloaded``."""
+    """Seconds of work a batch queue may hold past its next round of batches
+    before new requests are refused with 503 ``overloaded``."""
+    max_loop_lag: float = 1.0
+    """Seconds the event loop may run late before new requests are refused
+    with 503 ``overloaded``. Larger than the queue's bound: a loop also runs
+    late when the machine is busy with other work."""
     breaker_failures: int = 5
     """Backend calls failed in a row that open the circuit breaker."""
 
@@ -105,6 +108,8 @@ class Config:
             return f"--max-inflight must be at least 1, not {self.max_inflight}"
         if not self.max_queue_delay > 0:
             return f"--max-queue-delay must be more than 0 seconds, not {self.max_queue_delay}"
+        if not self.max_loop_lag > 0:
+            return f"--max-loop-lag must be more than 0 seconds, not {self.max_loop_lag}"
         if self.breaker_failures < 1:
             return f"--breaker-failures must be at least 1, not {self.breaker_failures}"
         if not 0 < self.limits.max_value_bytes <= MAX_VALUE_BYTES:

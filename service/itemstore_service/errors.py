@@ -58,6 +58,18 @@ class PatchConflict(InvalidInput):
     string); nothing was changed."""
 
 
+class InvalidTransaction(InvalidInput):
+    """``extra["errors"]``, when present, lists each invalid op by index."""
+
+
+class InvalidQuery(InvalidInput):
+    """A query body that cannot be run: an unknown op, a bad path or value."""
+
+
+class QueryTooBroad(InvalidQuery):
+    """A query that would scan more items than one request may."""
+
+
 class ItemNotFound(ItemstoreError):
     pass
 
@@ -66,9 +78,13 @@ class PreconditionFailed(ItemstoreError):
     """A conditional write whose condition did not hold. ``current`` is the
     stored record (None when the item is absent)."""
 
-    def __init__(self, detail: str, current: Record | None) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, current: Record | None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
         self.current = current
+
+
+class IdempotencyKeyReused(ItemstoreError):
+    """An ``Idempotency-Key`` sent again, within its window, with another request."""
 
 
 class ValueTooLarge(ItemstoreError):

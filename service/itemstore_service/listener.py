@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from aiohttp import web
 
 from .connections import CONNECTIONS
+
+
+class CannotListen(Exception):
+    """The address could not be listened on; ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class GuardedTCPSite(web.BaseSite):
@@ -62,10 +71,13 @@ def run_guarded(
     reuse_port: bool,
     shutdown_timeout: float,
     loop: asyncio.AbstractEventLoop,
+    on_listening: Callable[[], None],
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then shut down as ``web.run_app``
     does: stop listening, finish in-flight requests (up to
-    ``shutdown_timeout``), run the app's cleanup, close the loop."""
+    ``shutdown_timeout``), run the app's cleanup, close the loop.
+    ``on_listening`` is called once the port is bound; CannotListen is raised
+    when it cannot be."""
     asyncio.set_event_loop(loop)
     runner = web.AppRunner(
         app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout
@@ -75,7 +87,11 @@ def run_guarded(
         await runner.setup()
         try:
             site = GuardedTCPSite(runner, host, port, reuse_port=reuse_port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise CannotListen(exc) from exc
+            on_listening()
             await asyncio.Event().wait()  # until a stop signal raises GracefulExit
         finally:
             await runner.cleanup()

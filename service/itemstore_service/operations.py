@@ -4,7 +4,7 @@ the store, its patch batches (``updates``) and the HTTP layer."""
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,8 +16,8 @@ from .patching import Change
 
 
 def new_version() -> str:
-    """A new record version: random, 64 bits (a batched write cannot count)."""
-    return secrets.token_hex(8)
+    """A fresh random version (64 bits): what an ETag is made of."""
+    return os.urandom(8).hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 from .errors import (
     BackendUnavailable,
     Contended,
+    IdempotencyKeyReused,
     InvalidBatch,
     InvalidCollectionName,
     InvalidCursor,
@@ -25,11 +26,14 @@ from .errors import (
     InvalidJSON,
     InvalidKey,
     InvalidPatch,
+    InvalidQuery,
+    InvalidTransaction,
     ItemNotFound,
     ItemstoreError,
     Overloaded,
     PatchConflict,
     PreconditionFailed,
+    QueryTooBroad,
     ShuttingDown,
     ValueTooLarge,
 )
@@ -59,6 +63,11 @@ class UnsupportedMediaType(ItemstoreError):
     pass
 
 
+class UnexpectedQueryParameter(InvalidInput):
+    """A query parameter the route does not take, or one given twice.
+    ``extra``: ``parameter`` (its name) and ``accepted`` (the route's names)."""
+
+
 # -- the table -----------------------------------------------------------------
 
 
@@ -80,14 +89,21 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     InvalidKey: Problem(400, "invalid-key", "Invalid key"),
     InvalidCollectionName: Problem(400, "invalid-collection-name", "Invalid collection name"),
     InvalidBatch: Problem(400, "invalid-batch", "Invalid batch"),
+    InvalidTransaction: Problem(400, "invalid-transaction", "Invalid transaction"),
     InvalidCursor: Problem(400, "invalid-cursor", "Invalid cursor"),
     InvalidPatch: Problem(400, "invalid-patch", "Invalid patch"),
     PatchConflict: Problem(400, "patch-conflict", "Patch does not fit the stored value"),
+    UnexpectedQueryParameter: Problem(400, "unexpected-parameter", "Unexpected query parameter"),
+    InvalidQuery: Problem(400, "invalid-query", "Invalid query"),
+    QueryTooBroad: Problem(400, "query-too-broad", "Query scans too many items"),
     Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
     ItemNotFound: Problem(404, "item-not-found", "No item with this key"),
     RouteNotFound: Problem(404, "not-found", "No such route"),
     MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed on this route"),
     PreconditionFailed: Problem(412, "precondition-failed", "Precondition failed"),
+    IdempotencyKeyReused: Problem(
+        422, "idempotency-key-reused", "Idempotency-Key already used for another request"
+    ),
     ValueTooLarge: Problem(413, "value-too-large", "Value or request too large"),
     UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
     BackendUnavailable: Problem(
@@ -147,7 +163,7 @@ def from_error(error: ItemstoreError) -> web.Response:
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
     status = exc.status
     if status == 404:
-        return from_error(RouteNotFound("no route for this path: see GET / and openapi.yaml"))
+        return from_error(RouteNotFound("no route for this path: see GET /openapi.yaml"))
     if status == 405:
         allowed = sorted(getattr(exc, "allowed_methods", ()))
         response = from_error(

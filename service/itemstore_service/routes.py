@@ -6,8 +6,10 @@ problem+json in one middleware (problems.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from email.utils import formatdate
+from importlib import resources
 from typing import Any, Final
 
 import orjson
@@ -28,14 +30,22 @@ from .validation import (
     collection_name,
     expiry,
     flag,
+    idempotency_key,
     json_value,
     page_size,
     patch_change,
     path_key,
     prefers_minimal,
+    query_body,
+    transaction_ops,
 )
 
 routes = web.RouteTableDef()
+
+# aiohttp's plain ``{var}`` matches no '{' or '}': these match any text of one
+# path segment, so every key and name reaches the handler (which checks it).
+NAME: Final = "{name:[^/]+}"
+KEY: Final = "{key:[^/]+}"
 
 _JSON = "application/json"
 
@@ -74,10 +84,21 @@ async def service_info(request: web.Request) -> web.Response:
     )
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """The contract, openapi.yaml, as shipped inside this package."""
+    return resources.files(__package__).joinpath("openapi.yaml").read_bytes()
+
+
+@routes.get("/openapi.yaml")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/yaml")
+
+
 # -- items -------------------------------------------------------------------
 
 
-@routes.get("/collections/{name}/items/{key}")
+@routes.get(f"/collections/{NAME}/items/{KEY}")
 async def get_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -92,7 +113,7 @@ async def get_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers=headers)
 
 
-@routes.put("/collections/{name}/items/{key}")
+@routes.put(f"/collections/{NAME}/items/{KEY}")
 async def put_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -116,7 +137,7 @@ async def put_item(request: web.Request) -> web.Response:
     return json_response({"key": exact(key), "etag": tag}, STATUS[stored.outcome], ETag=tag)
 
 
-@routes.delete("/collections/{name}/items/{key}")
+@routes.delete(f"/collections/{NAME}/items/{KEY}")
 async def delete_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -127,7 +148,7 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
-@routes.patch("/collections/{name}/items/{key}")
+@routes.patch(f"/collections/{NAME}/items/{KEY}")
 async def patch_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -143,7 +164,7 @@ async def patch_item(request: web.Request) -> web.Response:
     return web.Response(body=record.value, headers={"Content-Type": _JSON, "ETag": etag(record)})
 
 
-@routes.post("/collections/{name}/items")
+@routes.post(f"/collections/{NAME}/items")
 async def create_item(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -155,7 +176,7 @@ async def create_item(request: web.Request) -> web.Response:
     return json_response({"key": key, "etag": tag}, 201, ETag=tag, Location=location)
 
 
-@routes.get("/collections/{name}/items")
+@routes.get(f"/collections/{NAME}/items")
 async def list_items(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -181,6 +202,27 @@ def _entry(key: Key, record: Record, keys_only: bool) -> dict[str, Any]:
     return entry
 
 
+@routes.post("/collections/{name}/query")
+async def query_items(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    name = collection_name(request)
+    query = await query_body(request, config.limits)
+    page = await request.app[STORE].query(name, query, budget=config.limits.max_query_scan)
+    answer: dict[str, Any] = {
+        "items": [
+            {"key": exact(key)}
+            if query.keys_only
+            else {"key": exact(key), "value": orjson.Fragment(record.value)}
+            for key, record in page.items
+        ],
+        "next_cursor": page.next_cursor,
+        "scanned": page.scanned,
+    }
+    if page.count is not None:
+        answer["count"] = page.count
+    return json_response(answer)
+
+
 def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:
     if result.error is not None:  # a patch that did not apply: its problem, inline
         problem = problem_for(type(result.error))
@@ -198,7 +240,7 @@ def _op_answer(op: Op, result: OpResult) -> dict[str, Any]:
     return answer
 
 
-@routes.post("/collections/{name}/batch")
+@routes.post(f"/collections/{NAME}/batch")
 async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
@@ -210,6 +252,17 @@ async def batch(request: web.Request) -> web.Response:
     if minimal:
         response.headers.update(MINIMAL)
     return response
+
+
+@routes.post("/transactions")
+async def transaction(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    token = idempotency_key(request)
+    ops = await transaction_ops(request, config.limits)
+    written = await request.app[STORE].transact(ops, token=token)
+    return json_response(
+        {"results": [{} if record is None else {"etag": etag(record)} for record in written]}
+    )
 
 
 # -- collections -------------------------------------------------------------
@@ -226,13 +279,13 @@ async def list_collections(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/collections/{name}")
+@routes.get(f"/collections/{NAME}")
 async def get_collection(request: web.Request) -> web.Response:
     name = collection_name(request)
     return json_response({"name": name, "count": await request.app[STORE].count(name)})
 
 
-@routes.delete("/collections/{name}")
+@routes.delete(f"/collections/{NAME}")
 async def clear_collection(request: web.Request) -> web.Response:
     name = collection_name(request)
     return json_response({"name": name, "deleted": await request.app[STORE].clear(name)})

@@ -30,6 +30,8 @@ from .errors import InvalidCursor, ItemNotFound, PreconditionFailed
 from .keys import MAX_SORT_KEY_BYTES, decode_key, encode_key, is_sort_key, str_prefix
 from .operations import Op, OpResult, Outcome, Stored, new_version
 from .patching import Change
+from .queries import Query, QueryPage, run_query
+from .transactions import TransactionOp, run_transaction
 from .updates import Patch, apply_patches
 
 
@@ -359,6 +361,16 @@ class Store:
         listed = listed[:limit]
         items = [(decode_key(entry.sk, entry.record.float_key), entry.record) for entry in listed]
         return Page(items, encode_cursor(listed[-1].sk) if more else None)
+
+    async def query(self, collection: str, query: Query, *, budget: int) -> QueryPage:
+        """One page of ``query`` (see ``queries``), reading at most ``budget`` items."""
+        return await run_query(self.backend, collection, query, budget)
+
+    async def transact(
+        self, ops: Sequence[TransactionOp], *, token: str | None = None
+    ) -> list[Record | None]:
+        """Apply ``ops`` all or none (see ``transactions``); the record each put wrote."""
+        return await run_transaction(self.backend, ops, token=token)
 
     async def count(self, collection: str) -> int:
         return await self.backend.count(collection)

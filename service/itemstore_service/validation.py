@@ -26,12 +26,15 @@ from .errors import (
     InvalidInput,
     InvalidJSON,
     InvalidKey,
+    InvalidTransaction,
     ValueTooLarge,
 )
-from .keys import check_json_key, key_bytes, parse_path_key
+from .keys import check_json_key, encode_key, key_bytes, parse_path_key
 from .operations import Op
 from .patching import Change, parse_merge_patch, parse_operations
 from .problems import UnsupportedMediaType
+from .queries import Query, parse_query
+from .transactions import OP_KINDS, TransactionOp
 
 _JSON_WHITESPACE = b" \t\n\r"
 _PAGE_SIZE = re.compile(r"[0-9]{1,9}")
@@ -231,6 +234,136 @@ async def patch_change(request: web.Request) -> Change:
     return parse_operations(document)
 
 
+async def query_body(request: web.Request, limits: Limits) -> Query:
+    """The query a request body states (see ``queries.parse_query``)."""
+    _check_json_content_type(request)
+    return parse_query(_loads(await _body(request, limits.max_batch_bytes, "query body")), limits)
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 visible ASCII characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 255 visible ASCII characters, like a UUID")
+    return key
+
+
+async def transaction_ops(request: web.Request, limits: Limits) -> list[TransactionOp]:
+    """The ops of a transaction body, or InvalidTransaction listing each bad
+    op; two ops on one item are refused."""
+    _check_json_content_type(request)
+    return parse_transaction(
+        _loads(await _body(request, limits.max_batch_bytes, "transaction body")), limits
+    )
+
+
+def parse_transaction(document: object, limits: Limits) -> list[TransactionOp]:
+    ops = document.get("ops") if isinstance(document, dict) and len(document) == 1 else None
+    if not isinstance(ops, list) or not ops:
+        raise InvalidTransaction('body must be {"ops": [...]} with at least one op')
+    if len(ops) > limits.max_transaction_ops:
+        raise InvalidTransaction(
+            f"a transaction holds at most {limits.max_transaction_ops} ops, not {len(ops)}"
+        )
+    parsed: list[TransactionOp] = []
+    errors: list[dict[str, Any]] = []
+    first_of: dict[tuple[str, str], int] = {}
+    for index, raw in enumerate(ops):
+        try:
+            op = _transaction_op(raw, limits)
+        except (InvalidInput, ValueTooLarge) as exc:
+            errors.append({"index": index, "detail": exc.detail})
+            continue
+        item = (op.collection, encode_key(op.key))
+        if item in first_of:
+            detail = f"op {first_of[item]} is on this item already: one op per item"
+            errors.append({"index": index, "detail": detail})
+        first_of.setdefault(item, index)
+        parsed.append(op)
+    if errors:
+        raise InvalidTransaction(
+            f"{len(errors)} of {len(ops)} ops are invalid; nothing was written", errors=errors
+        )
+    return parsed
+
+
+_TRANSACTION_MEMBERS = frozenset(
+    {"op", "collection", "key", "key_type", "value", "if_match", "if_none_match"}
+)
+
+
+def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
+    """One op: its target and condition, read alike for every kind, then
+    what its kind takes (a new kind, or a new member such as an expiry, is
+    one more rule here)."""
+    if not isinstance(raw, dict):
+        raise InvalidInput('each op must be an object like {"op": "put", "collection": ...}')
+    unknown = sorted(set(raw) - _TRANSACTION_MEMBERS)
+    if unknown:
+        raise InvalidInput(f"unknown member(s) {', '.join(unknown)}")
+    kind = raw.get("op")
+    if kind not in OP_KINDS:
+        raise InvalidInput(f"op must be {', '.join(OP_KINDS)}, not {kind!r}")
+    collection, key = _op_target(raw, limits)
+    version, absent = _op_condition(raw)
+    value = None
+    if kind == "put":
+        if "value" not in raw:
+            raise InvalidInput("put op has no value")
+        value = _stored_value(raw["value"], limits)
+    elif "value" in raw:
+        raise InvalidInput(f"a {kind} op takes no value")
+    if kind == "check" and version is None and not absent:
+        raise InvalidInput("a check op needs if_match or if_none_match")
+    if kind == "delete" and absent:
+        raise InvalidInput("a delete op takes if_match only")
+    return TransactionOp(kind, collection, key, value, version, absent)
+
+
+def _op_target(raw: dict[str, Any], limits: Limits) -> tuple[str, Key]:
+    """The collection and typed key an op names (``key_type``: the key as
+    its text, as in an item's URL)."""
+    collection = raw.get("collection")
+    if not isinstance(collection, str) or not COLLECTION_NAME.fullmatch(collection):
+        raise InvalidInput(f"collection must be {COLLECTION_NAME_RULE}")
+    if "key" not in raw:
+        raise InvalidInput("op has no key")
+    key_type = raw.get("key_type")
+    if key_type is None:
+        return collection, check_key(check_json_key(raw["key"]), limits)
+    if not isinstance(raw["key"], str):
+        raise InvalidInput("with key_type, key is the key's text, as in an item's URL")
+    return collection, check_key(parse_path_key(raw["key"], key_type), limits)
+
+
+def _op_condition(raw: dict[str, Any]) -> tuple[str | None, bool]:
+    """The version ``if_match`` names (its ETag unquoted), and whether
+    ``if_none_match: "*"`` asks for the item to be absent."""
+    expected, absent = raw.get("if_match"), raw.get("if_none_match")
+    if absent not in (None, "*"):
+        raise InvalidInput('if_none_match only takes "*" (only when the item is absent)')
+    if expected is None:
+        return None, absent is not None
+    if absent is not None:
+        raise InvalidInput("send if_match or if_none_match, not both")
+    text = expected.removeprefix("W/") if isinstance(expected, str) else ""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        raise InvalidInput("if_match is an ETag as sent by the service, quotes included")
+    return text[1:-1], False
+
+
+def _stored_value(value: object, limits: Limits) -> bytes:
+    try:
+        stored = exactjson.dumps(value)
+    except TypeError:  # parsed JSON always has a JSON form, unless it nests too deeply
+        raise InvalidInput("value nests too deeply to store; flatten it") from None
+    _check_value_size(len(stored), limits)
+    return stored
+
+
 async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
     """Every op of a batch body, or InvalidBatch listing each bad op: nothing
     of a batch is written unless all of it is valid. A body over
@@ -290,9 +423,4 @@ def _batch_op(raw: object, limits: Limits) -> Op:
         return Op(kind, key)
     if "value" not in raw:
         raise InvalidInput("put op has no value")
-    try:
-        value = exactjson.dumps(raw["value"])
-    except TypeError:  # parsed JSON always has a JSON form, unless it nests too deeply
-        raise InvalidInput("value nests too deeply to store; flatten it") from None
-    _check_value_size(len(value), limits)
-    return Op("put", key, value, expires_at=expires)
+    return Op("put", key, _stored_value(raw["value"], limits), expires_at=expires)

@@ -122,10 +122,11 @@ def _worker_pids(parent: int) -> list[int]:
     return pids
 
 
-def _catches_sigterm(pid: int) -> bool:
-    """Whether the process has a SIGTERM handler installed now."""
+def _sigterm_in(pid: int, mask: str) -> bool:
+    """Whether SIGTERM is in the process's signal ``mask`` now: ``SigCgt``
+    (a handler is installed) or ``SigBlk`` (held back)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigCgt:"):
+        if line.startswith(f"{mask}:"):
             return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
     return False
 
@@ -147,10 +148,16 @@ def test_sigterm_while_starting_stops_cleanly(workers: int, tmp_path: Path) -> N
     spawned = workers if workers > 1 else 0  # worker processes besides this one
     try:
         deadline = time.monotonic() + 20
-        while b"worker(s))" not in log.read_bytes() or len(started) < spawned:
+        # One worker: once the process holds SIGTERM back. Two: once the
+        # parent handles it and both workers are spawned.
+        while True:
             assert time.monotonic() < deadline and process.poll() is None, log.read_text()
-            if workers > 1 and _catches_sigterm(process.pid):
+            if workers == 1 and _sigterm_in(process.pid, "SigBlk"):
+                break
+            if workers > 1 and _sigterm_in(process.pid, "SigCgt"):
                 started = _worker_pids(process.pid)
+                if len(started) == spawned:
+                    break
             time.sleep(0.001)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from itemstore_service.config import Config
 from tests.faults.conftest import require_flags
 from tests.faults.load import (
     COLLECTION,
@@ -42,6 +43,8 @@ P99_FACTOR = 5
 """Generous on a machine shared with other work."""
 REFUSED_WITHIN = 0.25
 """Seconds within which a refusal is answered."""
+REQUEST_TIMEOUT = Config().request_timeout
+"""The service's default: the fixture's service runs with the default bounds."""
 BUSY = 16
 """Requests kept in flight while the capacity is measured."""
 
@@ -106,13 +109,6 @@ async def open_loop(sender: BatchSender, rate: float, seconds: float) -> tuple[i
     return len(tasks), sending
 
 
-@pytest.mark.xfail(
-    reason="not met on this 2-core machine, where the load client shares the CPU with the"
-    " worker: with shedding on loop lag and queue delay the admitted p99 of batches of 100"
-    " puts is 0.4-1.2 s against 2.1-2.7 s without (5x the unloaded p99 is 20-50 ms), and"
-    " refusals take 0.15-1 s to reach the client",
-    strict=False,
-)
 async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
     itemstore_on_sqlite: str,
 ) -> None:
@@ -148,9 +144,19 @@ async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
         assert offered >= 0.75 * OVERLOAD * capacity, "the client could not offer the load"
         check_failures(loaded, codes=("overloaded",))
         assert refused, "nothing was refused: the load was not over capacity"
-        assert p99(admitted) <= P99_FACTOR * unloaded_p99
-        assert p99(refused) <= REFUSED_WITHIN
+        assert admitted, "nothing was admitted"
         assert all(o.retry_after == "1" for o in loaded.failures())
         for ledger in (unloaded, busy, loaded):
             lost, _ = await check_stored(session, base, ledger)
             assert lost == [], f"acknowledged but not stored: {lost[:10]}"
+        assert max(admitted) < REQUEST_TIMEOUT, "an admitted request outlived its deadline"
+        if p99(admitted) > P99_FACTOR * unloaded_p99 or p99(refused) > REFUSED_WITHIN:
+            # The promise itself. On a 2-core machine the load client (aiohttp,
+            # open loop, some 1,700 requests/s of 5 KiB bodies) needs a core of
+            # its own: refusals that take 0.1 s to reach it measure the machine
+            # as much as the worker. Reported, not failed; see reliability.md.
+            pytest.xfail(
+                f"admitted p99 {p99(admitted) * 1000:.0f} ms > {P99_FACTOR} x unloaded"
+                f" {unloaded_p99 * 1000:.1f} ms, or refusals p99 {p99(refused) * 1000:.0f} ms"
+                f" > {REFUSED_WITHIN * 1000:.0f} ms, with the load client on the same cores"
+            )

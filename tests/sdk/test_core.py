@@ -37,6 +37,7 @@ def problem(status: int, code: str, **extra: object) -> Response:
         (".", "%2E"),
         ("..", "%2E%2E"),
         ("é", "%C3%A9"),
+        ("{id}", "%7Bid%7D"),
         (42, "42"),
         (-7, "-7"),
         (1.5, "1%2E5"),

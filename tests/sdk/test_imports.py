@@ -42,7 +42,7 @@ LAYERS = [
     {"_retry", "_keys"},
     {"_batch"},
     {"_protocol"},
-    {"_session_state", "_sync_transport", "_async_transport", "_client_base"},
+    {"_session_state", "_transaction", "_sync_transport", "_async_transport", "_client_base"},
     {"_flows"},
     {"_collection_flows"},
     {"_session_flows"},

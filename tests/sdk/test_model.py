@@ -28,7 +28,7 @@ from itemstore._keys import KeyTag, key_tag
 from itemstore_wire.contract import Key
 
 # Few keys, so that operations often meet the same key; the traps are all here.
-KEYS: list[Key] = ["a", "b/.", "1", 1, 1.0, 2.5, 0, True, False]
+KEYS: list[Key] = ["a", "b/.", "{c}", "1", 1, 1.0, 2.5, 0, True, False]
 keys = st.sampled_from(KEYS)
 values = st.recursive(
     st.none()

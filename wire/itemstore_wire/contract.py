@@ -45,6 +45,11 @@ class Limits:
     worst) and memory. Batches of large values hold fewer ops."""
     max_expire_in: int = 10 * 365 * 24 * 3600
     """Longest life of an expiring item, in seconds from its write (10 years)."""
+    max_transaction_ops: int = 100
+    """Most ops in one transaction (DynamoDB's TransactWriteItems limit)."""
+    max_query_scan: int = 10_000
+    """Items one query request reads at most; a page may then hold fewer
+    matches than its limit, and still a next_cursor."""
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> Limits:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..conditions import Where
 
 ItemKey = tuple[str, str]
 """``(collection, sk)``: where an item lives."""
@@ -57,6 +60,50 @@ class Listed:
 
     sk: str
     record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What one bounded scan of a collection found: the matching items in sk
+    order, how many items it read, the sk of the last one read (None: none),
+    and whether nothing follows it."""
+
+    matches: list[Listed]
+    scanned: int
+    last_sk: str | None
+    done: bool
+
+
+TX_WINDOW_SECONDS = 600
+"""How long a transaction's idempotency token is remembered (DynamoDB's
+ClientRequestToken window: 10 minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxOp:
+    """One write (or check) of a transaction. ``record``: what a put stores
+    (None for a delete or a check). ``conditional``: the op holds only if
+    the item's version is ``expected`` (None: only if absent)."""
+
+    key: ItemKey
+    kind: Literal["put", "delete", "check"]
+    record: Record | None = None
+    conditional: bool = False
+    expected: str | None = None
+
+
+class TransactionFailed(Exception):
+    """The condition of op ``index`` did not hold; ``current`` is that item
+    now (None when absent). Nothing of the transaction was written."""
+
+    def __init__(self, index: int, current: Record | None) -> None:
+        super().__init__(f"condition of op {index} failed")
+        self.index, self.current = index, current
+
+
+class TokenReused(Exception):
+    """A transaction's token was used, within ``TX_WINDOW_SECONDS``, for
+    another transaction."""
 
 
 class ConditionFailed(Exception):
@@ -107,11 +154,37 @@ class Backend(Protocol):
         Raise ConditionFailed (current=None when absent)."""
         ...
 
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        """Apply ``ops`` (on distinct keys) all or none: raise
+        TransactionFailed naming the first op whose condition does not hold.
+        ``token``: the same token with the same ops within
+        ``TX_WINDOW_SECONDS`` applies them once (the second call changes
+        nothing and succeeds); with other ops it raises TokenReused.
+        Durable on return."""
+        ...
+
     async def query(
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
     ) -> list[Listed]:
         """Up to ``limit`` items of one collection whose sk starts with
         ``prefix`` and sorts after ``after``, in sk order."""
+        ...
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        prefix: str = "",
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        """Read the collection's items whose sk starts with ``prefix`` in sk
+        order after ``after``, at most ``budget`` of them, keeping those that
+        match ``where`` (as ``conditions.matches`` says); stop after ``limit``
+        matches. Every backend returns the same ``Scanned`` for the same items."""
         ...
 
     async def count(self, collection: str) -> int:

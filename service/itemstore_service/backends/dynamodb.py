@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import math
 import time
 import zlib
@@ -39,7 +40,9 @@ from typing import TYPE_CHECKING, Any, Final
 import aioboto3
 
 from ..batching import Tuning
+from ..conditions import needs_values
 from ..errors import BackendUnavailable
+from ..keys import convert_legacy_sk, is_legacy_number_sk
 from .base import (
     ConditionFailed,
     ItemKey,
@@ -48,15 +51,34 @@ from .base import (
     Record,
     Records,
     RetryHook,
+    Scanned,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
     Update,
 )
-from .dynamodb_errors import ConditionalCheckFailed, DynamoDBError, Unreachable
-from .dynamodb_listing import ShardReader, merge_shards
-from .dynamodb_setup import check_shards, client_config, ensure_table, record_of, run_all
+from .dynamodb_errors import (
+    ConditionalCheckFailed,
+    DynamoDBError,
+    IdempotentParameterMismatch,
+    TransactionCanceled,
+    Unreachable,
+)
+from .dynamodb_listing import ShardReader, merge_shards, scan_shards
+from .dynamodb_setup import (
+    FORMAT_ITEM,
+    check_format,
+    check_shards,
+    client_config,
+    ensure_table,
+    record_of,
+    run_all,
+)
 from .dynamodb_unprocessed import RetryPolicy, until_done
 from .dynamodb_wire import DynamoDBWire, WirePolicy, botocore_credentials, endpoint_of
 
 if TYPE_CHECKING:
+    from ..conditions import Where
     from ..config import Config
 
 Item = dict[str, Any]
@@ -136,7 +158,7 @@ class DynamoDBBackend:
         retries) becomes BackendUnavailable naming the error code."""
         try:
             return await self.wire.request(operation, body, idempotent=idempotent)
-        except ConditionalCheckFailed:
+        except (ConditionalCheckFailed, TransactionCanceled, IdempotentParameterMismatch):
             raise
         except Unreachable as exc:
             raise BackendUnavailable(f"DynamoDB {operation}: cannot reach DynamoDB: {exc}") from exc
@@ -333,6 +355,49 @@ class DynamoDBBackend:
         found = await self.get_many([key], consistent=True)
         return found.get(key)
 
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        """One TransactWriteItems; ``token`` becomes its ClientRequestToken
+        (DynamoDB's own 10-minute idempotency window)."""
+        items = []
+        for op in ops:
+            condition = self._conditional(op.expected) if op.conditional else {}
+            if op.kind == "put" and op.record is not None:
+                items.append({"Put": {"Item": self._item(op.key, op.record), **condition}})
+            elif op.kind == "delete":
+                items.append({"Delete": {"Key": self._key(op.key), **condition}})
+            else:
+                items.append({"ConditionCheck": {"Key": self._key(op.key), **condition}})
+        for item in items:
+            (action,) = item.values()
+            action["TableName"] = self.table
+            if "ConditionExpression" in action:
+                action["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        body: dict[str, Any] = {"TransactItems": items}
+        if token is not None:
+            # At most 36 characters: a digest of the caller's key.
+            body["ClientRequestToken"] = hashlib.sha256(token.encode()).hexdigest()[:36]
+        await self._register(op.key[0] for op in ops if op.kind == "put")
+        try:
+            # Sent again after a lost answer only with a token, which makes it safe.
+            await self._call("TransactWriteItems", body, idempotent=token is not None)
+        except IdempotentParameterMismatch:
+            raise TokenReused() from None
+        except TransactionCanceled as canceled:
+            for index, reason in enumerate(canceled.reasons):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    stored = reason.get("Item")
+                    if stored:
+                        current: Record | None = _live(record_of(stored))
+                    else:
+                        current = await self._stored(ops[index].key)
+                    raise TransactionFailed(index, current) from None
+            raise BackendUnavailable(f"DynamoDB TransactWriteItems canceled: {canceled}") from None
+
+    async def _stored(self, key: ItemKey) -> Record | None:
+        """The item now, for an implementation that does not send it with a
+        failed condition (moto): a consistent read."""
+        return (await self.get_many([key], consistent=True)).get(key)
+
     # -- listings ---------------------------------------------------------
 
     async def query(
@@ -343,6 +408,26 @@ class DynamoDBBackend:
             for shard in range(self.shards)
         ]
         return await merge_shards(readers, limit)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        prefix: str = "",
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        """DynamoDB cannot read inside the stored value (one binary
+        attribute), so the shards are read whole and filtered here."""
+        project = keys_only and not needs_values(where)
+        readers = [
+            ShardReader(self._call, self.table, f"{collection}#{shard}", after, prefix, project)
+            for shard in range(self.shards)
+        ]
+        return await scan_shards(readers, where, limit=limit, budget=budget, keys_only=keys_only)
 
     async def _query_all(self, pk: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every page of one partition's Query, following LastEvaluatedKey."""
@@ -450,6 +535,35 @@ class DynamoDBBackend:
     async def ping(self) -> None:
         await self._call("DescribeTable", {"TableName": self.table})
 
+    async def convert_legacy_keys(self) -> int:
+        """Rewrite every number key of storage format 1 in the new encoding
+        (the item moves to its new key's shard: a put of the new item, then a
+        delete of the old); return how many. Old and new sort keys never
+        collide, so an interrupted run is finished by running it again."""
+        converted = 0
+        params: dict[str, Any] = {"TableName": self.table}
+        while True:
+            page = await self._call("Scan", params)
+            old = [
+                item
+                for item in page.get("Items", [])
+                if not item["pk"]["S"].startswith("#") and is_legacy_number_sk(item["sk"]["S"])
+            ]
+            moved = [{**item, **self._key(self._new_key(item))} for item in old]
+            await self._batch_write([{"PutRequest": {"Item": item}} for item in moved])
+            await self._batch_write(
+                [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in old]
+            )
+            converted += len(old)
+            if "LastEvaluatedKey" not in page:
+                return converted
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _new_key(item: Item) -> ItemKey:
+        collection, sk = _item_key(item)
+        return collection, convert_legacy_sk(sk)
+
 
 # DynamoDB reads 100 keys and writes 25 items per call (a write batch of 100 is
 # four calls in parallel). Few calls in flight make big batches: against moto,
@@ -465,11 +579,12 @@ def describe(config: Config) -> str:
 
 @asynccontextmanager
 async def open(
-    config: Config, *, on_retry: RetryHook | None = None
+    config: Config, *, on_retry: RetryHook | None = None, check_storage_format: bool = True
 ) -> AsyncIterator[DynamoDBBackend]:
     """Open one client for the backend's lifetime; create the table when missing
-    if ``config.dynamodb_create_table``, else check that it exists. ``on_retry``
-    is told of every unprocessed request re-sent."""
+    if ``config.dynamodb_create_table``, else check that it exists, and that
+    its storage format is this service's. ``on_retry`` is told of every
+    unprocessed request re-sent."""
     session = aioboto3.Session()
     table, shards = config.dynamodb_table, config.dynamodb_shards
     where = config.dynamodb_endpoint or f"AWS {config.dynamodb_region}"
@@ -482,6 +597,8 @@ async def open(
     ) as client:
         await ensure_table(client, table, create=config.dynamodb_create_table, where=where)
         await check_shards(client, table, shards)
+        if check_storage_format:
+            await check_format(client, table)
     # Every item call goes through the lean client, signed with the credentials
     # botocore resolves (refreshed when temporary).
     try:
@@ -491,3 +608,12 @@ async def open(
     endpoint = endpoint_of(config.dynamodb_endpoint, config.dynamodb_region)
     async with DynamoDBWire(endpoint, config.dynamodb_region, credentials, WirePolicy()) as wire:
         yield DynamoDBBackend(wire, table, shards, on_retry=on_retry)
+
+
+async def migrate(config: Config) -> int:
+    """Convert the table to the current storage format; return how many keys
+    were rewritten."""
+    async with open(config, check_storage_format=False) as backend:
+        converted = await backend.convert_legacy_keys()
+        await backend._call("PutItem", {"TableName": backend.table, "Item": FORMAT_ITEM})
+    return converted

@@ -28,6 +28,20 @@ class ConditionalCheckFailed(DynamoDBError):
         return item if isinstance(item, dict) and item else None
 
 
+class TransactionCanceled(DynamoDBError):
+    """A TransactWriteItems refused whole; ``reasons`` holds one entry per
+    item (``{"Code": "None" | "ConditionalCheckFailed" | ..., "Item": ...}``)."""
+
+    @property
+    def reasons(self) -> list[dict[str, Any]]:
+        reasons = self.body.get("CancellationReasons")
+        return reasons if isinstance(reasons, list) else []
+
+
+class IdempotentParameterMismatch(DynamoDBError):
+    """A ClientRequestToken reused, within 10 minutes, with other parameters."""
+
+
 class Throttled(DynamoDBError):
     """Throughput or request rate exceeded: retried with backoff."""
 
@@ -62,6 +76,8 @@ class Unreachable(DynamoDBError):
 # The codes botocore's standard retry mode treats as throttling or transient.
 ERRORS: dict[str, type[DynamoDBError]] = {
     "ConditionalCheckFailedException": ConditionalCheckFailed,
+    "TransactionCanceledException": TransactionCanceled,
+    "IdempotentParameterMismatchException": IdempotentParameterMismatch,
     "ResourceNotFoundException": ResourceNotFound,
     "ValidationException": ValidationError,
     "SerializationException": ValidationError,

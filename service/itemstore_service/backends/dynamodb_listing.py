@@ -9,8 +9,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .base import Listed
+from itemstore_wire import exactjson
+
+from ..conditions import Where, matches
+from ..keys import decode_key
+from .base import Listed, Record, Scanned
 from .dynamodb_setup import record_of, run_all
+
+MAX_QUERY_PAGE = 1000  # items asked of one shard per Query call while scanning
 
 Send = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """How a reader calls DynamoDB: operation name and JSON body, to the answer."""
@@ -92,3 +98,43 @@ async def merge_shards(readers: list[ShardReader], limit: int) -> list[Listed]:
         best = min(live, key=lambda r: r.buffer[0].sk)
         page.append(best.buffer.popleft())
     return page
+
+
+async def scan_shards(
+    readers: list[ShardReader], where: Where, *, limit: int, budget: int, keys_only: bool
+) -> Scanned:
+    """Merge the shards in sk order, reading at most ``budget`` items and
+    keeping those that match ``where``, until ``limit`` matches. Shards are
+    read concurrently, each a page ahead, pages growing fourfold while the
+    scan goes on (a few items first: a selective page may end soon)."""
+    sizes = dict.fromkeys(
+        readers, min(MAX_QUERY_PAGE, max(10, 2 * min(limit, budget) // len(readers)))
+    )
+    found: list[Listed] = []
+    scanned, last = 0, None
+    while scanned < budget and len(found) < limit:
+        idle = [r for r in readers if not r.buffer and not r.done]
+        if idle:
+            await run_all(r.fill(min(sizes[r], budget - scanned)) for r in idle)
+            for r in idle:
+                sizes[r] = min(MAX_QUERY_PAGE, sizes[r] * 4)
+        live = [r for r in readers if r.buffer]
+        if not live:
+            break
+        entry = min(live, key=lambda r: r.buffer[0].sk).buffer.popleft()
+        scanned, last = scanned + 1, entry.sk
+        record = entry.record
+        value = exactjson.loads(record.value) if record.value else None
+        if matches(where, decode_key(entry.sk, record.float_key), value):
+            found.append(
+                Listed(entry.sk, Record(b"", record.version, record.float_key))
+                if keys_only
+                else entry
+            )
+    # Done only when no shard holds more: a shard whose last page was full
+    # may have nothing after it, which one more read tells.
+    unsure = [r for r in readers if not r.buffer and not r.done]
+    if unsure:
+        await run_all(r.fill(1) for r in unsure)
+    done = not any(r.buffer for r in readers)
+    return Scanned(found, scanned, last, done)

@@ -17,6 +17,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BackendUnavailable
+from ..keys import STORAGE_FORMAT, StorageFormatOutdated, is_legacy_number_sk
 from .base import Record
 
 T = TypeVar("T")
@@ -180,3 +181,51 @@ async def check_shards(client: Any, table: str, shards: int) -> None:
             f"DynamoDB table {table!r} was created with {stored} shards per collection;"
             f" start with --dynamodb-shards {stored}"
         )
+
+
+_FORMAT_KEY: Final = {"pk": {"S": META_PK}, "sk": {"S": "format"}}
+FORMAT_ITEM: Final = {**_FORMAT_KEY, "n": {"N": str(STORAGE_FORMAT)}}
+"""The bookkeeping item that records the table's storage format."""
+
+
+async def has_legacy_keys(client: Any, table: str) -> bool:
+    """Whether any item has a number key as storage format 1 wrote it (a Scan
+    of the whole table: done once, for a table that records no format)."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "begins_with(#sk, :n)",
+        "ExpressionAttributeNames": {"#sk": "sk", "#pk": "pk"},
+        "ExpressionAttributeValues": {":n": {"S": "n"}},
+        "ProjectionExpression": "#pk, #sk",
+    }
+    while True:
+        page = await call(client, "scan", **params)
+        if any(
+            not item["pk"]["S"].startswith("#") and is_legacy_number_sk(item["sk"]["S"])
+            for item in page.get("Items", [])
+        ):
+            return True
+        if "LastEvaluatedKey" not in page:
+            return False
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def check_format(client: Any, table: str) -> None:
+    """Refuse a table of another storage format, saying how to convert it; a
+    table that records none is stamped when it holds no number key to convert."""
+    response = await call(client, "get_item", TableName=table, Key=_FORMAT_KEY, ConsistentRead=True)
+    version = int(response["Item"]["n"]["N"]) if "Item" in response else 1
+    if version == STORAGE_FORMAT:
+        return
+    if version > STORAGE_FORMAT:
+        raise StorageFormatOutdated(
+            f"DynamoDB table {table!r} is in storage format {version}, newer than this"
+            f" itemstore's ({STORAGE_FORMAT}): upgrade itemstore"
+        )
+    if await has_legacy_keys(client, table):
+        raise StorageFormatOutdated(
+            f"DynamoDB table {table!r} is in storage format 1, which lists number keys as"
+            " text: stop the service and run `itemstore migrate --backend dynamodb"
+            f" --dynamodb-table {table}` (with the same endpoint and region flags)"
+        )
+    await call(client, "put_item", TableName=table, Item=FORMAT_ITEM)

@@ -38,6 +38,11 @@ class BackendModule(Protocol):
         """Where this backend keeps the items, for the startup line."""
         ...
 
+    async def migrate(self, config: Config) -> int:
+        """Convert storage of an older storage format to the current one;
+        return how many keys were rewritten."""
+        ...
+
 
 def backend_module(name: str) -> BackendModule:
     """The module of backend ``name``, imported now if not yet."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sqlite3
 import time
@@ -36,7 +37,9 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..batching import Tuning
 from ..errors import BackendUnavailable
+from ..keys import StorageFormatOutdated
 from .base import (
+    TX_WINDOW_SECONDS,
     ConditionFailed,
     ItemKey,
     Listed,
@@ -44,9 +47,15 @@ from .base import (
     Record,
     Records,
     RetryHook,
+    Scanned,
+    TokenReused,
+    TransactionFailed,
+    TxOp,
     Update,
 )
 from .sqlite_faults import SPARE_BYTES, SQLiteFaults, is_busy, is_full, wal_autocheckpoint_pages
+from .sqlite_format import convert_legacy_rows, format_problem
+from .sqlite_where import scan_rows
 
 try:
     import fcntl
@@ -54,6 +63,7 @@ except ImportError:  # pragma: no cover (Windows)
     raise ImportError("the SQLite backend needs fcntl: itemstore runs on Linux and macOS") from None
 
 if TYPE_CHECKING:
+    from ..conditions import Where
     from ..config import Config
 
 T = TypeVar("T")
@@ -67,7 +77,13 @@ CREATE TABLE IF NOT EXISTS items (
     float_key INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER,
     PRIMARY KEY (collection, sk)
-)
+);
+CREATE TABLE IF NOT EXISTS tx_tokens (
+    token TEXT PRIMARY KEY,
+    fingerprint BLOB NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tx_tokens_expires ON tx_tokens (expires);
 """
 # A rowid table, not WITHOUT ROWID: with values of a KiB or more, rows kept in
 # the key's B-tree make every lookup walk overflow pages (measured 4x slower).
@@ -126,6 +142,23 @@ def _connect(
     return conn
 
 
+def migrate_file(path: str) -> int:
+    """Convert a SQLite file of storage format 1 to the current one in one
+    transaction; return how many number keys were rewritten. The file must
+    exist; run with the service stopped."""
+    if not os.path.exists(path):
+        raise BackendUnavailable(f"no SQLite file at {path!r}")
+    conn = _connect(path)
+    try:
+        conn.executescript(SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        converted = convert_legacy_rows(conn)
+        conn.execute("COMMIT")
+        return converted
+    finally:
+        conn.close()
+
+
 def _sk(sk: str) -> bytes:
     # Stored as BLOB so that ordering is by UTF-8 bytes, the same as DynamoDB.
     return sk.encode("utf-8", "surrogatepass")
@@ -147,7 +180,7 @@ class SQLiteBackend:
         fcntl.flock(self._write_lock, fcntl.LOCK_EX)
         try:
             self._wconn = _connect(path, spare_bytes=spare_bytes)
-            self._wconn.execute(SCHEMA)
+            self._wconn.executescript(SCHEMA)
             columns = {row[1] for row in self._wconn.execute("PRAGMA table_info(items)")}
             if "expires_at" not in columns:
                 self._wconn.execute(EXPIRY_COLUMN)
@@ -157,8 +190,12 @@ class SQLiteBackend:
             # reader is blocked only in rare cases (recovery after a crash), and
             # then get_many goes to the reader thread instead.
             self._lconn = _connect(path, busy_ms=0, spare_bytes=spare_bytes)
+            outdated = format_problem(self._wconn, path)
         finally:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        if outdated:
+            self.close()
+            raise StorageFormatOutdated(outdated)
         self.faults = SQLiteFaults(path, spare_bytes=spare_bytes)
         self.faults.reserve_spare()
         self._check_conn: sqlite3.Connection | None = None
@@ -368,6 +405,37 @@ class SQLiteBackend:
 
         return await self._run(self._writer, lambda: self._transaction(body, stores=False))
 
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        # The token is remembered in the transaction it guards: a transaction
+        # and its token are committed together or not at all.
+        fingerprint = hashlib.sha256(repr(ops).encode()).digest()
+
+        def body(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            if token is not None:
+                conn.execute("DELETE FROM tx_tokens WHERE expires < ?", (now,))
+                seen = conn.execute(
+                    "SELECT fingerprint FROM tx_tokens WHERE token = ?", (token,)
+                ).fetchone()
+                if seen is not None:
+                    if seen[0] != fingerprint:
+                        raise TokenReused()
+                    return  # applied already
+            current = self._select(conn, [op.key for op in ops])
+            for index, op in enumerate(ops):
+                found = current.get(op.key)
+                if op.conditional and (found.version if found else None) != op.expected:
+                    raise TransactionFailed(index, found)
+            self._upsert(conn, [(op.key, op.record) for op in ops if op.record is not None])
+            self._delete(conn, [op.key for op in ops if op.kind == "delete"])
+            if token is not None:
+                conn.execute(
+                    "INSERT INTO tx_tokens VALUES (?, ?, ?)",
+                    (token, fingerprint, now + TX_WINDOW_SECONDS),
+                )
+
+        await self._run(self._writer, lambda: self._transaction(body))
+
     async def delete_collection(self, collection: str) -> int:
         def body(conn: sqlite3.Connection) -> int:
             sql = f"SELECT count(*) FROM items WHERE collection=? AND {LIVE}"
@@ -402,6 +470,23 @@ class SQLiteBackend:
             ]
 
         return await self._read(run)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        prefix: str = "",
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        return await self._read(
+            lambda: scan_rows(
+                self._rconn, collection, after, prefix, where, limit, budget, keys_only
+            )
+        )
 
     async def count(self, collection: str) -> int:
         def run() -> int:
@@ -474,6 +559,15 @@ TUNING: Final = Tuning(read_batch=256, read_in_flight=2, write_batch=256, write_
 def describe(config: Config) -> str:
     """The file, for the startup line."""
     return config.sqlite_path
+
+
+async def migrate(config: Config) -> int:
+    """Convert ``config.sqlite_path`` to the current storage format; return
+    how many keys were rewritten."""
+    try:
+        return await asyncio.to_thread(migrate_file, config.sqlite_path)
+    except sqlite3.Error as exc:
+        raise BackendUnavailable(f"cannot migrate {config.sqlite_path!r}: {exc}") from exc
 
 
 @asynccontextmanager

@@ -4,9 +4,12 @@ one place where a wrapper (metrics, the circuit breaker) adds what it does."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Collection, Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .base import Backend, ItemKey, Listed, Puts, Record, Records, Update
+from .base import Backend, ItemKey, Listed, Puts, Record, Records, Scanned, TxOp, Update
+
+if TYPE_CHECKING:
+    from ..conditions import Where
 
 T = TypeVar("T")
 
@@ -41,6 +44,9 @@ class BackendWrapper:
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         return await self._call("delete_if", self.inner.delete_if(key, expected=expected))
 
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+        await self._call("transact", self.inner.transact(ops, token=token))
+
     async def query(
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
     ) -> list[Listed]:
@@ -48,6 +54,28 @@ class BackendWrapper:
             collection, after=after, prefix=prefix, limit=limit, keys_only=keys_only
         )
         return await self._call("query", listed)
+
+    async def scan(
+        self,
+        collection: str,
+        *,
+        after: str | None,
+        prefix: str = "",
+        where: Where,
+        limit: int,
+        budget: int,
+        keys_only: bool,
+    ) -> Scanned:
+        scanned = self.inner.scan(
+            collection,
+            after=after,
+            prefix=prefix,
+            where=where,
+            limit=limit,
+            budget=budget,
+            keys_only=keys_only,
+        )
+        return await self._call("scan", scanned)
 
     async def count(self, collection: str) -> int:
         return await self._call("count", self.inner.count(collection))

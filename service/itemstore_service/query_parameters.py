@@ -1,0 +1,69 @@
+"""The query parameters each route accepts: one table, checked for every request.
+
+A parameter a route does not take (a typo such as ``?prefx=a``) or one given
+twice is refused with 400 naming it, rather than ignored. openapi.yaml
+documents the same parameters (tests/test_openapi.py holds the two together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .problems import UnexpectedQueryParameter
+
+_ITEM: Final = "/collections/{name}/items/{key}"
+_ITEMS: Final = "/collections/{name}/items"
+
+ACCEPTED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
+    ("GET", "/"): frozenset(),
+    ("GET", "/openapi.yaml"): frozenset(),
+    ("GET", "/healthz"): frozenset(),
+    ("GET", "/readyz"): frozenset(),
+    ("GET", "/metrics"): frozenset(),
+    ("GET", _ITEM): frozenset({"key_type", "consistent"}),
+    ("PUT", _ITEM): frozenset({"key_type", "expire_in", "expire_at"}),
+    ("PATCH", _ITEM): frozenset({"key_type", "expire_in", "expire_at"}),
+    ("DELETE", _ITEM): frozenset({"key_type"}),
+    ("GET", _ITEMS): frozenset({"limit", "cursor", "prefix", "keys_only"}),
+    ("POST", _ITEMS): frozenset({"expire_in", "expire_at"}),
+    ("POST", "/collections/{name}/batch"): frozenset(),
+    ("POST", "/collections/{name}/query"): frozenset(),
+    ("POST", "/transactions"): frozenset(),
+    ("GET", "/collections"): frozenset({"limit", "cursor"}),
+    ("GET", "/collections/{name}"): frozenset(),
+    ("DELETE", "/collections/{name}"): frozenset(),
+}
+"""(method, route template) → the names of the query parameters it accepts.
+HEAD accepts what GET does; a route missing here accepts none."""
+
+
+def check_query(request: web.Request) -> None:
+    """Raise UnexpectedQueryParameter for the first parameter of ``request``
+    that its route does not accept or that is given more than once."""
+    resource = request.match_info.route.resource
+    if resource is None:  # no route, or not this method: answered 404 / 405
+        return
+    method = "GET" if request.method == "HEAD" else request.method
+    template = resource.canonical
+    accepted = ACCEPTED.get((method, template), frozenset())
+    names = list(request.query)
+    for name in names:
+        if name not in accepted:
+            takes = ", ".join(sorted(accepted)) or "no query parameters"
+            detail = f"unknown query parameter {name!r}: {request.method} {template} takes {takes}"
+        elif names.count(name) > 1:
+            detail = f"query parameter {name!r} is given {names.count(name)} times; give it once"
+        else:
+            continue
+        raise UnexpectedQueryParameter(detail, parameter=name, accepted=sorted(accepted))
+
+
+@web.middleware
+async def query_parameter_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.query_string:
+        check_query(request)
+    return await handler(request)
