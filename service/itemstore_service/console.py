@@ -68,7 +68,7 @@ def add_console_routes(app: web.Application) -> None:
     static = _load_files()
 
     async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPPermanentRedirect("/console/")
+        return web.Response(status=308, headers={"Location": "/console/"})
 
     async def page(request: web.Request) -> web.Response:
         name = request.match_info.get("file", "index.html")
