@@ -87,4 +87,7 @@ def collection_name() -> str:
 def screenshots(tmp_path: Path) -> Path:
     """Where the documentation's screenshots go."""
     folder = os.environ.get("ITEMSTORE_CONSOLE_SCREENSHOTS")
-    return Path(folder) if folder else tmp_path
+    if not folder:
+        return tmp_path
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)

@@ -393,6 +393,19 @@ def test_a_script_error_is_printed_and_a_running_script_can_be_stopped(
     assert client.collection(collection_name)["tick"] == ticks  # the worker is gone
 
 
+def test_the_script_example_of_the_docs_runs(page: Page, service: Served, client: Client) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text("utf-8")
+    (example,) = re.findall(r"```js\n(.*?)```", docs, flags=re.DOTALL)
+    client.collection("users").pop("ada", None)
+    sign_in(page, service)
+    page.click("nav a[href='#/script']")
+    run_script(page, example)
+    expect(page.locator("#script-state")).to_have_text("done")
+    output = page.locator("#output").inner_text().splitlines()
+    assert output[:5] == ["{", '  "name": "Ada",', '  "age": 36', "}", "0"]  # get, then count
+    assert "ada" not in client.collection("users")
+
+
 # -- layout ----------------------------------------------------------------------------
 
 
