@@ -37,6 +37,27 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
+def dynamodb_service(
+    moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A service process on DynamoDB (moto), with a table of its own."""
+    table = f"itemstore-console-{uuid.uuid4().hex}"
+    flags = ["--backend", "dynamodb", "--dynamodb-endpoint", moto_endpoint]
+    flags += ["--dynamodb-table", table, "--dynamodb-create-table", "--token", TOKEN]
+    with serve(tmp_path_factory.mktemp("console-dynamodb"), *flags) as served:
+        yield served
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def any_service(request: pytest.FixtureRequest) -> Served:
+    """The SQLite service, then the DynamoDB one."""
+    served: Served = request.getfixturevalue(
+        "service" if request.param == "sqlite" else "dynamodb_service"
+    )
+    return served
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright

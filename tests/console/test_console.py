@@ -110,11 +110,12 @@ def test_the_collections_page_lists_each_collection_with_its_count(
 
 
 def test_paging_through_250_items_shows_each_once(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, any_service: Served, collection_name: str
 ) -> None:
     expected = {f"k{i:03d}" for i in range(250)}
-    client.collection(collection_name).update({key: {"n": 1} for key in expected})
-    open_collection(page, service, collection_name)
+    with Client(any_service.url, token=TOKEN) as client:
+        client.collection(collection_name).update({key: {"n": 1} for key in expected})
+    open_collection(page, any_service, collection_name)
     expect(page.locator("#collection-count")).to_have_text("250 items")
 
     seen: list[str] = []
@@ -221,6 +222,19 @@ def test_create_then_delete_an_item_with_a_typed_key(
     assert "42" not in users  # the int key, not the text "42"
     row = page.locator("#items tr:has(td.key:text-is('42'))")
     expect(row.locator("td.type-cell")).to_have_text("int")
+
+    # A new item under a key that exists is refused, showing what is there.
+    page.click("#new-item")
+    page.fill("#item-key", "42")
+    page.select_option("#item-key-type", "int")
+    replace_editor_text(page, "#item-editor", '"mine"')
+    page.click("#item-save")
+    expect(page.locator("#conflict-text")).to_contain_text("exists already")
+    expect(page.locator("#conflict-current")).to_contain_text('"answer": true')
+    assert users[42] == {"answer": True}
+    page.click("#conflict-overwrite")  # then written over, knowingly
+    expect(page.locator("#item-dialog")).to_be_hidden()
+    assert users[42] == "mine"
 
     row.click()
     page.once("dialog", lambda dialog: dialog.accept())

@@ -88,11 +88,6 @@ function fillKeyTypes() {
   }
 }
 
-function keyCell(key) {
-  const cell = element("td", key.text, "key");
-  return cell;
-}
-
 // -- sign-in --------------------------------------------------------------------
 
 async function signIn(token) {
@@ -187,11 +182,12 @@ async function loadPage() {
   $("items").replaceChildren(
     ...page.items.map((item, i) => {
       const row = element("tr");
-      const value = element("td", item.raw, "value");
-      value.title = item.raw.slice(0, 2000);
+      const raw = item.raw ?? ""; // a keys_only query sends no values
+      const value = element("td", raw, "value");
+      value.title = raw.slice(0, 2000);
       const expires = item.expires_at === null ? "" : new Date(item.expires_at * 1000).toISOString();
       row.append(
-        keyCell(item.key),
+        element("td", item.key.text, "key"),
         element("td", item.key.type, "type-cell"),
         value,
         element("td", etags[i] ?? "", "etag"),
@@ -276,7 +272,7 @@ async function saveItem({ overwriteEtag = null } = {}) {
   try {
     const answer = await state.api.put(state.collection, item.key, raw, {
       ifMatch: overwriteEtag ?? item.etag,
-      ifAbsent: item.isNew,
+      ifAbsent: item.isNew && overwriteEtag === null,
     });
     $("item-dialog").close();
     say(`Saved ${item.key.text} (ETag ${answer.etag}).`);
@@ -290,10 +286,10 @@ async function saveItem({ overwriteEtag = null } = {}) {
 function showConflict(problem, mine) {
   const current = problem.current === null ? null : JSON.stringify(problem.current, null, 2);
   state.item.conflictEtag = problem.etag;
-  $("conflict-text").textContent =
-    current === null
-      ? "Not saved: this item was deleted since you opened it (or, for a new item, it exists already)."
-      : "Not saved: someone changed this item since you opened it. Nothing was overwritten.";
+  let why = "someone changed this item since you opened it";
+  if (state.item.isNew) why = "an item with this key exists already";
+  else if (current === null) why = "this item was deleted since you opened it";
+  $("conflict-text").textContent = `Not saved: ${why}. Nothing was overwritten.`;
   $("conflict-current").textContent = current ?? "(no item)";
   $("conflict-yours").textContent = pretty(mine);
   $("conflict-overwrite").hidden = current === null;
