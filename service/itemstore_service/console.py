@@ -13,7 +13,7 @@ where there is no DOM and no stored token to reach.
 
 from __future__ import annotations
 
-import mimetypes
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Final
@@ -40,13 +40,19 @@ _HEADERS: Final = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-_TYPES: Final = {".js": "text/javascript", ".txt": "text/plain", ".css": "text/css"}
+_TYPES: Final = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class StaticFile:
     body: bytes
-    content_type: str
+    headers: Mapping[str, str]
 
 
 def is_console_path(path: str) -> bool:
@@ -56,10 +62,12 @@ def is_console_path(path: str) -> bool:
 def _load_files() -> dict[str, StaticFile]:
     loaded = {}
     for entry in (files("itemstore_service") / "static" / "console").iterdir():
-        if entry.is_file():
-            suffix = "." + entry.name.rpartition(".")[2]
-            content_type = _TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
-            loaded[entry.name] = StaticFile(entry.read_bytes(), content_type or "text/plain")
+        content_type = _TYPES.get(entry.name.rpartition(".")[2])
+        if content_type is None:
+            continue  # not a kind of file the console has
+        policy = WORKER_POLICY if entry.name == SCRIPT_WORKER else PAGE_POLICY
+        headers = {**_HEADERS, "Content-Type": content_type, "Content-Security-Policy": policy}
+        loaded[entry.name] = StaticFile(entry.read_bytes(), headers)
     return loaded
 
 
@@ -70,20 +78,13 @@ def add_console_routes(app: web.Application) -> None:
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=308, headers={"Location": "/console/"})
 
-    async def page(request: web.Request) -> web.Response:
+    async def serve_file(request: web.Request) -> web.Response:
         name = request.match_info.get("file", "index.html")
         found = static.get(name)
         if found is None:
             raise RouteNotFound(f"the console has no file {name!r}")
-        policy = WORKER_POLICY if name == SCRIPT_WORKER else PAGE_POLICY
-        charset = "; charset=utf-8" if found.content_type.startswith("text/") else ""
-        headers = {
-            **_HEADERS,
-            "Content-Security-Policy": policy,
-            "Content-Type": found.content_type + charset,
-        }
-        return web.Response(body=found.body, headers=headers)
+        return web.Response(body=found.body, headers=found.headers)
 
     app.router.add_get("/console", redirect)
-    app.router.add_get("/console/", page)
-    app.router.add_get("/console/{file}", page)
+    app.router.add_get("/console/", serve_file)
+    app.router.add_get("/console/{file}", serve_file)

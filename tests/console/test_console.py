@@ -333,6 +333,23 @@ def test_export_then_import_reproduces_a_collection(
     expect(page.locator("#collection-count")).to_have_text("235 items")
 
 
+def test_a_large_import_goes_in_batches_within_the_byte_limit(
+    page: Page, service: Served, client: Client, collection_name: str, tmp_path: Path
+) -> None:
+    big = "x" * 300_000  # 30 of these are twice max_batch_bytes (4 MiB)
+    upload = tmp_path / "big.jsonl"
+    upload.write_bytes(b"".join(orjson.dumps({"key": i, "value": big}) + b"\n" for i in range(30)))
+    sign_in(page, service)
+    expect(page.locator("#collections-view")).to_be_visible()
+    page.goto(f"{service.url}/console/#/c/{collection_name}")  # empty: not listed yet
+    expect(page.locator("#collection-count")).to_have_text("0 items")
+    page.set_input_files("#import", upload)
+    expect(page.locator("#message")).to_have_text(f"Imported 30 items into {collection_name}.")
+    items = client.collection(collection_name)
+    assert len(items) == 30
+    assert items[29] == big
+
+
 def test_an_import_with_a_bad_line_writes_nothing(
     page: Page, service: Served, client: Client, collection_name: str, tmp_path: Path
 ) -> None:

@@ -53,14 +53,13 @@ export function keyValue(key) {
 
 export class Api {
   /** `token` is sent as a bearer token; empty for an open service. */
-  constructor(token, base = "") {
+  constructor(token) {
     this.token = token;
-    this.base = base;
   }
 
   async call(method, path, { body, headers = {}, params = {} } = {}) {
     const query = new URLSearchParams(params).toString();
-    const url = this.base + path + (query ? `?${query}` : "");
+    const url = path + (query ? `?${query}` : "");
     const sent = { ...headers };
     if (this.token) sent.Authorization = `Bearer ${this.token}`;
     if (body !== undefined) sent["Content-Type"] = "application/json";
@@ -175,17 +174,32 @@ export class Api {
     });
   }
 
-  /** Write [{key, raw}] with batch puts of at most `batchOps` each. */
-  async putMany(name, items, batchOps) {
-    for (let i = 0; i < items.length; i += batchOps) {
-      const ops = items
-        .slice(i, i + batchOps)
-        .map((item) => `{"op":"put","key":${item.key.json},"value":${item.raw}}`);
+  /** Write [{key, raw}] in batch puts, each within the service's `limits`
+   * (max_batch_ops, max_batch_bytes); `onProgress(written)` after each batch. */
+  async putMany(name, items, limits, onProgress = () => {}) {
+    const encoder = new TextEncoder();
+    const room = limits.max_batch_bytes - 64; // the body's own braces and commas
+    let ops = [];
+    let bytes = 0;
+    let written = 0;
+    const send = async () => {
       await this.call("POST", `/collections/${encodeURIComponent(name)}/batch`, {
         body: `{"ops":[${ops.join(",")}]}`,
         headers: { Prefer: "return=minimal" },
       });
+      written += ops.length;
+      onProgress(written);
+      ops = [];
+      bytes = 0;
+    };
+    for (const item of items) {
+      const op = `{"op":"put","key":${item.key.json},"value":${item.raw}}`;
+      const size = encoder.encode(op).length + 1;
+      if (ops.length && (ops.length === limits.max_batch_ops || bytes + size > room)) await send();
+      ops.push(op);
+      bytes += size;
     }
+    if (ops.length) await send();
   }
 
   /** One page of a query (POST /collections/{name}/query), when the service has it. */

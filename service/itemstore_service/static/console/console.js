@@ -21,7 +21,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   api: null,
-  limits: { max_batch_ops: 100 },
+  limits: null, // the service's, from GET /
   hasQuery: false,
   collection: null,
   cursors: [null], // the cursor of each page seen so far; the last one is shown
@@ -105,6 +105,7 @@ async function signIn(token) {
 }
 
 function signOut(reason = "") {
+  finishScript("");
   sessionStorage.removeItem(TOKEN);
   state.api = null;
   $("nav").hidden = true;
@@ -354,7 +355,7 @@ async function exportCollection() {
   const total = await state.api.count(name);
   const lines = [];
   progress(0, total);
-  for await (const item of state.api.items(name, { pageSize: state.limits.max_page_size ?? 1000 })) {
+  for await (const item of state.api.items(name, { pageSize: state.limits.max_page_size })) {
     lines.push(`{"key":${item.key.json},"value":${item.raw}}\n`);
     progress(lines.length, total);
   }
@@ -396,12 +397,10 @@ function parseLines(text) {
 
 async function importFile(file) {
   const items = parseLines(await file.text());
-  const chunk = state.limits.max_batch_ops ?? 100;
   progress(0, items.length);
-  for (let done = 0; done < items.length; done += chunk) {
-    await state.api.putMany(state.collection, items.slice(done, done + chunk), chunk);
-    progress(Math.min(done + chunk, items.length), items.length);
-  }
+  await state.api.putMany(state.collection, items, state.limits, (written) =>
+    progress(written, items.length),
+  );
   say(`Imported ${items.length} items into ${state.collection}.`);
   await restart();
 }

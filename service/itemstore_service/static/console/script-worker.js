@@ -71,7 +71,7 @@ class Collection {
 }
 
 self.onmessage = async ({ data: { token, code } }) => {
-  const api = new Api(token, self.location.origin);
+  const api = new Api(token);
   const db = {
     collection: (name) => new Collection(api, name),
     collections: () => api.collections(),
