@@ -70,6 +70,17 @@ def raw_items(service: Served, name: str) -> list[tuple[str, str]]:
     ]
 
 
+def stored_text(service: Served, name: str, key: str) -> bytes:
+    """The body of GET /collections/{name}/items/{key}: the value as stored."""
+    request = urllib.request.Request(
+        f"{service.url}/collections/{name}/items/{key}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        body: bytes = answer.read()
+    return body
+
+
 # -- signing in ------------------------------------------------------------------
 
 
@@ -147,12 +158,27 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
     page: Page, service: Served, client: Client, collection_name: str
 ) -> None:
     users = client.collection(collection_name)
-    users["ada"] = {"age": 36}
+    users["ada"] = {"age": 36, "ratio": 1.0, "big": 2**60 + 1, "tags": []}
     before = raw_items(service, collection_name)
     open_collection(page, service, collection_name)
     page.click("#items tr:has(td.key:text-is('ada'))")
-    expect(page.locator("#item-editor .cm-content")).to_contain_text('"age": 36')
+    # The editor shows the stored text indented, every number as stored.
+    expect(page.locator("#item-editor .cm-content")).to_contain_text('"tags": []')
+    assert page.locator("#item-editor .cm-line").all_inner_texts() == [
+        "{",
+        '  "age": 36,',
+        '  "ratio": 1.0,',
+        '  "big": 1152921504606846977,',
+        '  "tags": []',
+        "}",
+    ]
     etag_shown = page.locator("#item-meta").inner_text()
+    page.click("#item-save")  # saved unchanged: stored unchanged, byte for byte
+    expect(page.locator("#item-dialog")).to_be_hidden()
+    assert raw_items(service, collection_name) == before
+    assert stored_text(service, collection_name, "ada") == orjson.dumps(users["ada"])
+    assert b'"ratio":1.0,"big":1152921504606846977' in stored_text(service, collection_name, "ada")
+    page.click("#items tr:has(td.key:text-is('ada'))")
 
     replace_editor_text(page, "#item-editor", '{"age": 37, "langs": ["en", "fr"], "ratio": 1.0}')
     page.click("#item-save")
@@ -162,9 +188,8 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
     assert raw_items(service, collection_name) == [
         ('"ada"', '{"age":37,"langs":["en","fr"],"ratio":1.0}')
     ]
-    assert before != raw_items(service, collection_name)
     row = page.locator("#items tr:has(td.key:text-is('ada'))")
-    expect(row.locator("td.value")).to_contain_text('"age": 37')
+    expect(row.locator("td.value")).to_have_text('{"age":37,"langs":["en","fr"],"ratio":1.0}')
     assert row.locator("td.etag").inner_text() not in etag_shown
 
 

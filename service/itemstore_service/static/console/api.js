@@ -6,12 +6,14 @@ import { rawElements, rawMembers } from "./rawjson.js";
 
 export const KEY_TYPES = ["str", "int", "float", "bool"];
 
-/** An error answer of the service: `problem` is its problem+json body. */
+/** An error answer of the service: `problem` is its problem+json body
+ * parsed, `body` its text. */
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, body) {
     super(problem.detail || problem.title || `HTTP ${status}`);
     this.status = status;
     this.problem = problem;
+    this.body = body;
     this.code = problem.code;
   }
 }
@@ -72,7 +74,7 @@ export class Api {
       } catch {
         problem = { title: text || response.statusText };
       }
-      throw new ApiError(response.status, problem);
+      throw new ApiError(response.status, problem, text);
     }
     return { status: response.status, headers: response.headers, text };
   }

@@ -5,7 +5,7 @@
 
 import { Api, ApiError, KEY_TYPES, keyFromJson, typedKey } from "./api.js";
 import { createEditor, editorText, setEditorText } from "./codemirror.js";
-import { rawMembers } from "./rawjson.js";
+import { compactJson, indentJson, rawMembers } from "./rawjson.js";
 
 const TOKEN = "itemstore.token";
 const PAGE_SIZE = 50;
@@ -70,12 +70,14 @@ async function guarded(action) {
   }
 }
 
+/** `raw` indented when it is JSON (numbers kept as written), else as it is. */
 function pretty(raw) {
   try {
-    return JSON.stringify(JSON.parse(raw), null, 2);
+    JSON.parse(raw);
   } catch {
     return raw;
   }
+  return indentJson(raw);
 }
 
 function show(viewId) {
@@ -249,6 +251,7 @@ function newItem() {
   editorFor("{}");
 }
 
+/** The editor's value, compact, every number as typed. */
 function editedValue() {
   const raw = editorText(itemEditor);
   try {
@@ -256,7 +259,7 @@ function editedValue() {
   } catch (error) {
     throw new Error(`The value is not JSON: ${error.message}`);
   }
-  return raw;
+  return compactJson(raw);
 }
 
 async function saveItem({ overwriteEtag = null } = {}) {
@@ -279,14 +282,14 @@ async function saveItem({ overwriteEtag = null } = {}) {
     say(`Saved ${item.key.text} (ETag ${answer.etag}).`);
     await loadPage();
   } catch (error) {
-    if (error instanceof ApiError && error.status === 412) showConflict(error.problem, raw);
+    if (error instanceof ApiError && error.status === 412) showConflict(error, raw);
     else $("item-error").textContent = describe(error);
   }
 }
 
-function showConflict(problem, mine) {
-  const current = problem.current === null ? null : JSON.stringify(problem.current, null, 2);
-  state.item.conflictEtag = problem.etag;
+function showConflict(error, mine) {
+  const current = error.problem.current === null ? null : pretty(rawMembers(error.body).current);
+  state.item.conflictEtag = error.problem.etag;
   let why = "someone changed this item since you opened it";
   if (state.item.isNew) why = "an item with this key exists already";
   else if (current === null) why = "this item was deleted since you opened it";
@@ -317,7 +320,7 @@ async function deleteItem() {
     await state.api.delete(state.collection, item.key, { ifMatch: item.etag });
   } catch (error) {
     if (error instanceof ApiError && error.status === 412) {
-      showConflict(error.problem, editorText(itemEditor));
+      showConflict(error, editorText(itemEditor));
       $("conflict-text").textContent = "Not deleted: the item changed since you opened it.";
       return;
     }

@@ -63,3 +63,38 @@ export function rawElements(raw) {
   }
   return elements;
 }
+
+/** `raw` (valid JSON) indented by two spaces, every token kept as written. */
+export const indentJson = (raw) => reformat(raw, "  ");
+
+/** `raw` (valid JSON) with no space between tokens, every token kept as written. */
+export const compactJson = (raw) => reformat(raw, "");
+
+function reformat(raw, indent) {
+  let out = "";
+  let depth = 0;
+  const newline = () => (indent ? `\n${indent.repeat(depth)}` : "");
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (c === '"') {
+      const end = skipString(raw, i);
+      out += raw.slice(i, end);
+      i = end - 1;
+    } else if (c === "{" || c === "[") {
+      const next = skipSpace(raw, i + 1);
+      if (raw[next] === (c === "{" ? "}" : "]")) {
+        out += c + raw[next]; // {} and [] stay on one line
+        i = next;
+      } else {
+        depth++;
+        out += c + newline();
+      }
+    } else if (c === "}" || c === "]") {
+      depth--;
+      out += newline() + c;
+    } else if (c === ",") out += `,${newline()}`;
+    else if (c === ":") out += indent ? ": " : ":";
+    else if (!SPACE.includes(c)) out += c;
+  }
+  return out;
+}
