@@ -161,7 +161,7 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
     users["ada"] = {"age": 36, "ratio": 1.0, "big": 2**60 + 1, "tags": []}
     before = raw_items(service, collection_name)
     open_collection(page, service, collection_name)
-    page.click("#items tr:has(td.key:text-is('ada'))")
+    page.click("#items tr:has(button.open:text-is('ada'))")
     # The editor shows the stored text indented, every number as stored.
     expect(page.locator("#item-editor .cm-content")).to_contain_text('"tags": []')
     assert page.locator("#item-editor .cm-line").all_inner_texts() == [
@@ -178,7 +178,7 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
     assert raw_items(service, collection_name) == before
     assert stored_text(service, collection_name, "ada") == orjson.dumps(users["ada"])
     assert b'"ratio":1.0,"big":1152921504606846977' in stored_text(service, collection_name, "ada")
-    page.click("#items tr:has(td.key:text-is('ada'))")
+    page.locator("#items button.open:text-is('ada')").press("Enter")  # from the keyboard
 
     replace_editor_text(page, "#item-editor", '{"age": 37, "langs": ["en", "fr"], "ratio": 1.0}')
     page.click("#item-save")
@@ -188,7 +188,7 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
     assert raw_items(service, collection_name) == [
         ('"ada"', '{"age":37,"langs":["en","fr"],"ratio":1.0}')
     ]
-    row = page.locator("#items tr:has(td.key:text-is('ada'))")
+    row = page.locator("#items tr:has(button.open:text-is('ada'))")
     expect(row.locator("td.value")).to_have_text('{"age":37,"langs":["en","fr"],"ratio":1.0}')
     assert row.locator("td.etag").inner_text() not in etag_shown
 
@@ -198,7 +198,7 @@ def test_a_syntax_error_is_shown_and_nothing_is_sent(
 ) -> None:
     client.collection(collection_name)["ada"] = {"age": 36}
     open_collection(page, service, collection_name)
-    page.click("#items tr:has(td.key:text-is('ada'))")
+    page.click("#items tr:has(button.open:text-is('ada'))")
     replace_editor_text(page, "#item-editor", '{"age": 37,')
     expect(page.locator("#item-editor .cm-lint-marker-error")).to_be_visible()
     page.click("#item-save")
@@ -212,7 +212,7 @@ def test_a_conflicting_save_shows_both_values_and_changes_nothing(
     users = client.collection(collection_name)
     users["ada"] = {"name": "Ada", "visits": 1}
     open_collection(page, service, collection_name)
-    page.click("#items tr:has(td.key:text-is('ada'))")
+    page.click("#items tr:has(button.open:text-is('ada'))")
     expect(page.locator("#item-editor .cm-content")).to_contain_text('"visits": 1')
     users["ada"] = {"name": "Ada", "visits": 2}  # someone else writes meanwhile
 
@@ -245,7 +245,7 @@ def test_create_then_delete_an_item_with_a_typed_key(
     expect(page.locator("#item-dialog")).to_be_hidden()
     assert users[42] == {"answer": True}
     assert "42" not in users  # the int key, not the text "42"
-    row = page.locator("#items tr:has(td.key:text-is('42'))")
+    row = page.locator("#items tr:has(button.open:text-is('42'))")
     expect(row.locator("td.type-cell")).to_have_text("int")
 
     # A new item under a key that exists is refused, showing what is there.

@@ -189,14 +189,16 @@ async function loadPage() {
       const value = element("td", raw, "value");
       value.title = raw.slice(0, 2000);
       const expires = item.expires_at === null ? "" : new Date(item.expires_at * 1000).toISOString();
+      const key = element("td", "", "key");
+      key.append(element("button", item.key.text, "open")); // the keyboard's way in
       row.append(
-        element("td", item.key.text, "key"),
+        key,
         element("td", item.key.type, "type-cell"),
         value,
         element("td", etags[i] ?? "", "etag"),
         element("td", expires, "expiry"),
       );
-      row.addEventListener("click", () => guarded(() => openItem(item.key)));
+      row.addEventListener("click", () => guarded(() => openItem(item.key))); // the whole row
       return row;
     }),
   );
