@@ -324,6 +324,7 @@ async function deleteItem() {
     if (error instanceof ApiError && error.status === 412) {
       showConflict(error, editorText(itemEditor));
       $("conflict-text").textContent = "Not deleted: the item changed since you opened it.";
+      $("conflict-overwrite").hidden = true;
       return;
     }
     throw error;
@@ -390,12 +391,11 @@ function parseLines(text) {
     if (parsed === null || typeof parsed !== "object" || !("key" in parsed) || !("value" in parsed)) {
       throw new Error(`line ${i + 1} is not an object with "key" and "value"`);
     }
-    const members = rawMembers(line);
-    const key = keyFromJson(members.key);
     if (!["string", "number", "boolean"].includes(typeof parsed.key)) {
       throw new Error(`line ${i + 1}: a key is a string, a number or a boolean`);
     }
-    items.push({ key, raw: members.value });
+    const members = rawMembers(line);
+    items.push({ key: keyFromJson(members.key), raw: members.value });
   });
   return items;
 }
