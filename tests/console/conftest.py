@@ -1,9 +1,9 @@
 """Browser fixtures: Playwright driving the system's chromium (headless) against
 a real ``itemstore serve`` process with a token.
 
-Playwright cannot download its own browsers here, so it is pointed at the
-``chromium`` on PATH; without chromium or playwright the browser tests skip,
-saying which is missing. ``ITEMSTORE_CONSOLE_SCREENSHOTS=docs/console`` makes
+Playwright is pointed at the ``chromium`` on PATH rather than a browser of its
+own download; without chromium or playwright the browser tests skip, saying
+which is missing. ``ITEMSTORE_CONSOLE_SCREENSHOTS=docs/console`` makes
 the tests that take the documentation's screenshots write them there (they go
 to the test's tmp_path otherwise).
 """

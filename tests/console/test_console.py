@@ -320,12 +320,18 @@ def test_the_query_box_shows_only_when_the_service_has_the_query_endpoint(
 ) -> None:
     app = create_app(Config())
     templates = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    has_query = "/collections/{name}/query" in templates
-    client.collection(collection_name)["a"] = 1
+    client.collection(collection_name).update({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
     open_collection(page, service, collection_name)
-    expect(page.locator("#query")).to_be_visible() if has_query else expect(
-        page.locator("#query")
-    ).to_be_hidden()
+    query_box = page.locator("#query")
+    if "/collections/{name}/query" not in templates:
+        expect(query_box).to_be_hidden()
+    else:
+        expect(query_box).to_be_visible()
+        page.fill("#query-body", '{"where": {"n?gte": 2}}')
+        page.click("#query button[type=submit]")
+        expect(page.locator("#items td.key")).to_have_text(["b", "c"])
+        page.click("#query-reset")
+        expect(page.locator("#items td.key")).to_have_text(["a", "b", "c"])
     # No item here expires, so no expiry column either.
     expect(page.locator("#items-table th.expiry")).to_be_hidden()
 
