@@ -30,14 +30,14 @@ const basics = [
 ];
 
 /** An editor in `parent` holding `text`; `language` is "json" (checked as
- * you type) or "javascript". `readOnly` editors only show.
+ * you type) or "javascript".
  *
  * The editor lives in a shadow root of `parent`: there CodeMirror's styles go
  * into adopted style sheets, which a Content-Security-Policy without
  * 'unsafe-inline' allows (in a document they would be <style> elements). */
-export function createEditor(parent, text, { language = "json", readOnly = false } = {}) {
+export function createEditor(parent, text, { language = "json" } = {}) {
   const root = parent.attachShadow({ mode: "open" });
-  const extensions = [...basics, EditorState.readOnly.of(readOnly)];
+  const extensions = [...basics];
   if (language === "json") {
     extensions.push(json(), linter(jsonParseLinter(), { delay: 200 }), lintGutter());
   } else {

@@ -93,7 +93,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def client(service: Served) -> Iterator[Client]:
+def sdk(service: Served) -> Iterator[Client]:
     """The SDK on the same service: what the tests write and read behind the console."""
     with Client(service.url, token=TOKEN) as sdk:
         yield sdk

@@ -105,10 +105,10 @@ def test_a_wrong_token_is_refused_and_the_right_one_kept_for_the_tab_only(
 
 
 def test_the_collections_page_lists_each_collection_with_its_count(
-    page: Page, service: Served, client: Client, collection_name: str, screenshots: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, screenshots: Path
 ) -> None:
-    client.collection(collection_name).update({f"user-{i}": {"age": 20 + i} for i in range(7)})
-    client.collection(f"{collection_name}-orders").update({"o1": {"total": 12.5}})
+    sdk.collection(collection_name).update({f"user-{i}": {"age": 20 + i} for i in range(7)})
+    sdk.collection(f"{collection_name}-orders").update({"o1": {"total": 12.5}})
     sign_in(page, service)
     row = page.locator("#collections tr", has=page.locator(f"a:text-is('{collection_name}')"))
     expect(row.locator("td.number")).to_have_text("7")
@@ -124,8 +124,8 @@ def test_paging_through_250_items_shows_each_once(
     page: Page, any_service: Served, collection_name: str
 ) -> None:
     expected = {f"k{i:03d}" for i in range(250)}
-    with Client(any_service.url, token=TOKEN) as client:
-        client.collection(collection_name).update({key: {"n": 1} for key in expected})
+    with Client(any_service.url, token=TOKEN) as sdk:
+        sdk.collection(collection_name).update({key: {"n": 1} for key in expected})
     open_collection(page, any_service, collection_name)
     expect(page.locator("#collection-count")).to_have_text("250 items")
 
@@ -145,9 +145,9 @@ def test_paging_through_250_items_shows_each_once(
 
 
 def test_prefix_search_lists_the_matching_keys(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    client.collection(collection_name).update({"ada": 1, "adam": 2, "bob": 3})
+    sdk.collection(collection_name).update({"ada": 1, "adam": 2, "bob": 3})
     open_collection(page, service, collection_name)
     page.fill("#prefix", "ad")
     page.click("#search button")
@@ -155,9 +155,9 @@ def test_prefix_search_lists_the_matching_keys(
 
 
 def test_an_edited_value_is_saved_and_read_back_over_http(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    users = client.collection(collection_name)
+    users = sdk.collection(collection_name)
     users["ada"] = {"age": 36, "ratio": 1.0, "big": 2**60 + 1, "tags": []}
     before = raw_items(service, collection_name)
     open_collection(page, service, collection_name)
@@ -194,22 +194,22 @@ def test_an_edited_value_is_saved_and_read_back_over_http(
 
 
 def test_a_syntax_error_is_shown_and_nothing_is_sent(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    client.collection(collection_name)["ada"] = {"age": 36}
+    sdk.collection(collection_name)["ada"] = {"age": 36}
     open_collection(page, service, collection_name)
     page.click("#items tr:has(button.open:text-is('ada'))")
     replace_editor_text(page, "#item-editor", '{"age": 37,')
     expect(page.locator("#item-editor .cm-lint-marker-error")).to_be_visible()
     page.click("#item-save")
     expect(page.locator("#item-error")).to_contain_text("The value is not JSON")
-    assert client.collection(collection_name)["ada"] == {"age": 36}
+    assert sdk.collection(collection_name)["ada"] == {"age": 36}
 
 
 def test_a_conflicting_save_shows_both_values_and_changes_nothing(
-    page: Page, service: Served, client: Client, collection_name: str, screenshots: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, screenshots: Path
 ) -> None:
-    users = client.collection(collection_name)
+    users = sdk.collection(collection_name)
     users["ada"] = {"name": "Ada", "visits": 1}
     open_collection(page, service, collection_name)
     page.click("#items tr:has(button.open:text-is('ada'))")
@@ -232,9 +232,9 @@ def test_a_conflicting_save_shows_both_values_and_changes_nothing(
 
 
 def test_create_then_delete_an_item_with_a_typed_key(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    users = client.collection(collection_name)
+    users = sdk.collection(collection_name)
     users["first"] = 1
     open_collection(page, service, collection_name)
     page.click("#new-item")
@@ -271,7 +271,7 @@ def test_create_then_delete_an_item_with_a_typed_key(
 
 
 def test_a_new_collection_is_made_by_writing_its_first_item(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
     sign_in(page, service)
     page.click("#collections-view summary")
@@ -282,13 +282,13 @@ def test_a_new_collection_is_made_by_writing_its_first_item(
     page.click("#new-collection button")
     expect(page.locator("#collection-name")).to_have_text(collection_name)
     expect(page.locator("#items td.type-cell")).to_have_text(["float"])
-    assert dict(client.collection(collection_name).items()) == {1.5: {"first": True}}
+    assert dict(sdk.collection(collection_name).items()) == {1.5: {"first": True}}
 
 
 def test_clearing_a_collection_asks_for_its_name_typed(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    items = client.collection(collection_name)
+    items = sdk.collection(collection_name)
     items.update({"a": 1, "b": 2})
     open_collection(page, service, collection_name)
     page.click("#clear")
@@ -301,10 +301,10 @@ def test_clearing_a_collection_asks_for_its_name_typed(
 
 
 def test_an_xss_shaped_value_and_key_stay_text(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
     attack = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-    client.collection(collection_name)[attack] = {"bio": attack}
+    sdk.collection(collection_name)[attack] = {"bio": attack}
     page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))
     open_collection(page, service, collection_name)
     expect(page.locator("#items td.key")).to_have_text(attack)
@@ -316,11 +316,11 @@ def test_an_xss_shaped_value_and_key_stay_text(
 
 
 def test_the_query_box_shows_only_when_the_service_has_the_query_endpoint(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
     app = create_app(Config())
     templates = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    client.collection(collection_name).update({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
+    sdk.collection(collection_name).update({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
     open_collection(page, service, collection_name)
     query_box = page.locator("#query")
     if "/collections/{name}/query" not in templates:
@@ -340,9 +340,9 @@ def test_the_query_box_shows_only_when_the_service_has_the_query_endpoint(
 
 
 def test_export_then_import_reproduces_a_collection(
-    page: Page, service: Served, client: Client, collection_name: str, tmp_path: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, tmp_path: Path
 ) -> None:
-    source = client.collection(collection_name)
+    source = sdk.collection(collection_name)
     source.update({f"s{i:03d}": {"i": i, "tags": ["x", i]} for i in range(230)})
     source.update({7: "seven", 2.5: [1.0, 2**60], True: None, "exact": 1.0, "é/ü ?#": {}})
     expected = raw_items(service, collection_name)
@@ -365,7 +365,7 @@ def test_export_then_import_reproduces_a_collection(
 
 
 def test_a_large_import_goes_in_batches_within_the_byte_limit(
-    page: Page, service: Served, client: Client, collection_name: str, tmp_path: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, tmp_path: Path
 ) -> None:
     big = "x" * 300_000  # 30 of these are twice max_batch_bytes (4 MiB)
     upload = tmp_path / "big.jsonl"
@@ -376,21 +376,21 @@ def test_a_large_import_goes_in_batches_within_the_byte_limit(
     expect(page.locator("#collection-count")).to_have_text("0 items")
     page.set_input_files("#import", upload)
     expect(page.locator("#message")).to_have_text(f"Imported 30 items into {collection_name}.")
-    items = client.collection(collection_name)
+    items = sdk.collection(collection_name)
     assert len(items) == 30
     assert items[29] == big
 
 
 def test_an_import_with_a_bad_line_writes_nothing(
-    page: Page, service: Served, client: Client, collection_name: str, tmp_path: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, tmp_path: Path
 ) -> None:
-    client.collection(collection_name)["keep"] = 1
+    sdk.collection(collection_name)["keep"] = 1
     upload = tmp_path / "bad.jsonl"
     upload.write_text('{"key": "a", "value": 1}\n{"key": "b", "value": \n', encoding="utf-8")
     open_collection(page, service, collection_name)
     page.set_input_files("#import", upload)
     expect(page.locator("#message")).to_contain_text("line 2 is not JSON")
-    assert dict(client.collection(collection_name).items()) == {"keep": 1}
+    assert dict(sdk.collection(collection_name).items()) == {"keep": 1}
 
 
 # -- the script panel --------------------------------------------------------------
@@ -402,9 +402,9 @@ def run_script(page: Page, code: str) -> None:
 
 
 def test_a_script_that_sums_a_field_prints_the_sum(
-    page: Page, service: Served, client: Client, collection_name: str, screenshots: Path
+    page: Page, service: Served, sdk: Client, collection_name: str, screenshots: Path
 ) -> None:
-    client.collection(collection_name).update(
+    sdk.collection(collection_name).update(
         {f"order-{i:03d}": {"total": i, "paid": i % 2 == 0} for i in range(1, 151)}
     )
     sign_in(page, service)
@@ -426,12 +426,12 @@ print("summary:", await orders.get("summary"));
     expect(page.locator("#script-state")).to_have_text("done")
     expect(page.locator("#output")).to_contain_text(f"sum of totals: {sum(range(1, 151))}")
     expect(page.locator("#output")).to_contain_text("paid orders: 75")
-    assert client.collection(collection_name)["summary"] == {"sum": 11325, "paid": 75}
+    assert sdk.collection(collection_name)["summary"] == {"sum": 11325, "paid": 75}
     page.screenshot(path=screenshots / "script.png")
 
 
 def test_a_script_error_is_printed_and_a_running_script_can_be_stopped(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
     sign_in(page, service)
     page.click("nav a[href='#/script']")
@@ -450,31 +450,31 @@ def test_a_script_error_is_printed_and_a_running_script_can_be_stopped(
     page.click("#stop")
     expect(page.locator("#script-state")).to_have_text("stopped")
     expect(page.locator("#run")).to_be_enabled()
-    ticks = client.collection(collection_name)["tick"]
+    ticks = sdk.collection(collection_name)["tick"]
     page.wait_for_timeout(300)
-    assert client.collection(collection_name)["tick"] == ticks  # the worker is gone
+    assert sdk.collection(collection_name)["tick"] == ticks  # the worker is gone
 
 
-def test_the_script_example_of_the_docs_runs(page: Page, service: Served, client: Client) -> None:
+def test_the_script_example_of_the_docs_runs(page: Page, service: Served, sdk: Client) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text("utf-8")
     (example,) = re.findall(r"```js\n(.*?)```", docs, flags=re.DOTALL)
-    client.collection("users").pop("ada", None)
+    sdk.collection("users").pop("ada", None)
     sign_in(page, service)
     page.click("nav a[href='#/script']")
     run_script(page, example)
     expect(page.locator("#script-state")).to_have_text("done")
     output = page.locator("#output").inner_text().splitlines()
     assert output[:5] == ["{", '  "name": "Ada",', '  "age": 36', "}", "0"]  # get, then count
-    assert "ada" not in client.collection("users")
+    assert "ada" not in sdk.collection("users")
 
 
 # -- layout ----------------------------------------------------------------------------
 
 
 def test_the_items_page_is_readable_on_a_phone(
-    page: Page, service: Served, client: Client, collection_name: str
+    page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    client.collection(collection_name).update({f"k{i}": {"text": "x" * 300} for i in range(5)})
+    sdk.collection(collection_name).update({f"k{i}": {"text": "x" * 300} for i in range(5)})
     page.set_viewport_size({"width": 390, "height": 844})
     open_collection(page, service, collection_name)
     body = page.locator("body").bounding_box()
