@@ -218,8 +218,8 @@ export class Api {
       await this.query("console-probe", { limit: 1 });
       return true;
     } catch (error) {
-      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return false;
-      return error instanceof ApiError && error.status === 400;
+      // 404 or 405: no such route. Any other answer (400, 403 ...) comes from the route.
+      return error instanceof ApiError && error.status !== 404 && error.status !== 405;
     }
   }
 }
