@@ -16,7 +16,7 @@ from itemstore import Client
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from tests.console.conftest import TOKEN
-from tests.live_service import Served
+from tests.live_service import Served, serve
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -102,6 +102,28 @@ def test_a_wrong_token_is_refused_and_the_right_one_kept_for_the_tab_only(
     page.click("#sign-out")
     page.reload()
     expect(page.locator("#sign-in-view")).to_be_visible()
+
+
+def test_the_token_goes_only_in_the_authorization_header(page: Page, service: Served) -> None:
+    requests: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
+    sign_in(page, service)
+    expect(page.locator("#collections-view")).to_be_visible()
+    page.click("nav a[href='#/script']")
+    api_calls = [auth for url, auth in requests if "/collections" in url]
+    assert api_calls and all(auth == f"Bearer {TOKEN}" for auth in api_calls)
+    assert not any(TOKEN in url for url, _ in requests)
+    # Static files go out without it.
+    assert all(auth is None for url, auth in requests if "/console/" in url)
+
+
+def test_a_service_without_a_token_is_signed_into_with_none(page: Page, tmp_path: Path) -> None:
+    with serve(tmp_path) as open_service:
+        with Client(open_service.url) as sdk:
+            sdk.collection("notes")["n1"] = "hello"
+        sign_in(page, open_service, token="")
+        row = page.locator("#collections tr", has=page.locator("a:text-is('notes')"))
+        expect(row.locator("td.number")).to_have_text("1")
 
 
 def test_the_collections_page_lists_each_collection_with_its_count(
