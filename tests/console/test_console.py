@@ -284,6 +284,10 @@ def test_create_then_delete_an_item_with_a_typed_key(
     assert users[42] == "mine"
 
     row.click()
+    page.once("dialog", lambda dialog: dialog.dismiss())  # asked, and declined
+    page.click("#item-delete")
+    expect(page.locator("#item-dialog")).to_be_visible()
+    assert users[42] == "mine"
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#item-delete")
     expect(page.locator("#item-dialog")).to_be_hidden()
@@ -337,15 +341,19 @@ def test_an_xss_shaped_value_and_key_stay_text(
     assert page.locator("main script, dialog script").count() == 0
 
 
+def has_query_endpoint() -> bool:
+    app = create_app(Config())
+    templates = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    return "/collections/{name}/query" in templates
+
+
 def test_the_query_box_shows_only_when_the_service_has_the_query_endpoint(
     page: Page, service: Served, sdk: Client, collection_name: str
 ) -> None:
-    app = create_app(Config())
-    templates = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     sdk.collection(collection_name).update({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
     open_collection(page, service, collection_name)
     query_box = page.locator("#query")
-    if "/collections/{name}/query" not in templates:
+    if not has_query_endpoint():
         expect(query_box).to_be_hidden()
     else:
         expect(query_box).to_be_visible()
@@ -450,6 +458,24 @@ print("summary:", await orders.get("summary"));
     expect(page.locator("#output")).to_contain_text("paid orders: 75")
     assert sdk.collection(collection_name)["summary"] == {"sum": 11325, "paid": 75}
     page.screenshot(path=screenshots / "script.png")
+
+
+def test_a_script_walks_a_query(
+    page: Page, service: Served, sdk: Client, collection_name: str
+) -> None:
+    if not has_query_endpoint():
+        pytest.skip("this service has no query endpoint")
+    sdk.collection(collection_name).update({f"u{i}": {"age": 20 + i} for i in range(30)})
+    sign_in(page, service)
+    page.click("nav a[href='#/script']")
+    run_script(
+        page,
+        f"""const users = db.collection("{collection_name}"), keys = [];
+for await (const [key, user] of users.query({{where: {{"age?gte": 45}}}})) keys.push(key);
+print(keys.sort().join(","));""",
+    )
+    expect(page.locator("#script-state")).to_have_text("done")
+    expect(page.locator("#output")).to_have_text("u25,u26,u27,u28,u29")
 
 
 def test_a_script_error_is_printed_and_a_running_script_can_be_stopped(
