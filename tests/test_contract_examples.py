@@ -287,6 +287,8 @@ def refuse_all(api: Api) -> None:
 async def drive_console_redirect(plain: Api, secured: Api) -> None:
     answer = await secured.call("GET", "/console", "/console", 308, follow_redirects=False)
     assert answer.headers["Location"] == "/console/"
+    answer = await plain.call("GET", "/console", "/console?v=2", 400, follow_redirects=False)
+    assert code(answer) == "unexpected-parameter"
     refuse_all(plain)
     await plain.call("GET", "/console", "/console", 503, follow_redirects=False)
 
@@ -295,6 +297,8 @@ async def drive_console_redirect(plain: Api, secured: Api) -> None:
 async def drive_console(plain: Api, secured: Api) -> None:
     answer = await secured.call("GET", "/console/", "/console/", 200, token=False)
     assert b'<script type="module" src="console.js">' in answer.body
+    answer = await plain.call("GET", "/console/", "/console/?v=2", 400)
+    assert code(answer) == "unexpected-parameter"
     refuse_all(plain)
     await plain.call("GET", "/console/", "/console/", 503)
 
@@ -306,6 +310,8 @@ async def drive_console_file(plain: Api, secured: Api) -> None:
         await secured.call("GET", template, f"/console/{name}", 200, token=False)
     answer = await secured.call("GET", template, "/console/nothing.js", 404, token=False)
     assert code(answer) == "not-found"
+    answer = await plain.call("GET", template, "/console/console.js?v=2", 400)
+    assert code(answer) == "unexpected-parameter"
     refuse_all(plain)
     await plain.call("GET", template, "/console/console.js", 503)
 
