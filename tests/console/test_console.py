@@ -147,7 +147,9 @@ def test_paging_through_250_items_shows_each_once(
 ) -> None:
     expected = {f"k{i:03d}" for i in range(250)}
     with Client(any_service.url, token=TOKEN) as sdk:
-        sdk.collection(collection_name).update({key: {"n": 1} for key in expected})
+        items = sdk.collection(collection_name)
+        items.update({key: {"n": 1} for key in expected})
+        assert set(items) == expected  # the service holds them all, before the console looks
     open_collection(page, any_service, collection_name)
     expect(page.locator("#collection-count")).to_have_text("250 items")
 
