@@ -1,6 +1,6 @@
-"""The ``itemstore`` command. Every flag can also come from an ITEMSTORE_*
-environment variable (flag ``--sqlite-path`` ↔ ``ITEMSTORE_SQLITE_PATH``);
-a flag given on the command line wins."""
+"""``itemstore serve``: the service's flags and processes. Every flag can
+also come from an ITEMSTORE_* environment variable (flag ``--sqlite-path`` ↔
+``ITEMSTORE_SQLITE_PATH``); a flag given on the command line wins."""
 
 from __future__ import annotations
 
