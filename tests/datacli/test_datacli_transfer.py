@@ -217,7 +217,7 @@ def test_a_bad_line_stops_the_import_by_default(service_url: str) -> None:
     assert result.stderr == (
         b"itemstore: error: line 2: not JSON "
         b"(invalid literal, expected 'null': line 1 column 1 (char 0)); "
-        b"0 items were written before it. Fix it (or pass --on-error skip) and import again: "
+        b"0 items were written. Fix the line (or pass --on-error skip) and import again: "
         b"items are written by key\n"
     )
 

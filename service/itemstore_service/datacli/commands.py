@@ -227,7 +227,7 @@ def _import(args: argparse.Namespace) -> int:
             tally = import_lines(importer, source)
         except ImportFailed as exc:
             return _error(
-                f"{exc}; {importer.tally.written} items were written before it. Fix it "
+                f"{exc}; {importer.tally.written} items were written. Fix the line "
                 "(or pass --on-error skip) and import again: items are written by key",
                 FAILED,
             )

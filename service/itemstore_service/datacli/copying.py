@@ -28,7 +28,7 @@ def copy_items(
     names = collection_names(source, collections)
     for record in export_records(source, names):
         importer.add(f"{record.collection} key {record.key!r}", record)
-    importer.flush()
+    importer.finish()
     return [
         Counted(name, source.collection(name).count(), target.collection(name).count())
         for name in names

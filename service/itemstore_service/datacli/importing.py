@@ -1,20 +1,24 @@
 """Records into a service, through the batch endpoint.
 
 Consecutive records of one collection go out together, ``max_batch_ops`` per
-call, so memory holds one batch whatever the size of the input. Every write is
-a put by key: running an import again after an interruption writes the same
-items again (no duplicates), then the rest (no loss).
+call, a few calls in flight at once (the service commits concurrent batches
+together); memory holds those batches whatever the size of the input. Every
+write is a put by key: running an import again after an interruption writes
+the same items again (no duplicates), then the rest (no loss).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from itemstore import Client, ValidationError
 from itemstore._batch import BatchOp
+from itemstore._keys import KeyTag, key_tag
 from itemstore_wire.exactjson import dumps
 
 from .progress import Progress
@@ -22,6 +26,8 @@ from .records import BadRecord, Record, decode
 
 Mode = Literal["overwrite", "create-only"]
 OnError = Literal["skip", "fail"]
+IN_FLIGHT = 4
+"""Batch calls sent at once: enough for the service to commit several together."""
 
 
 class ImportFailed(Exception):
@@ -46,13 +52,28 @@ class _Pending:
     op: BatchOp
 
 
+@dataclass
+class _Sent:
+    """What one batch did: counts, and the records the service refused."""
+
+    records: int
+    written: int = 0
+    kept: int = 0
+    expired: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
 class Importer:
-    """Write records, one batch call per ``max_batch_ops`` of one collection.
+    """Write records, one batch call per ``max_batch_ops`` of one collection,
+    up to ``IN_FLIGHT`` calls at once. A batch that writes a key an earlier
+    batch in flight writes waits for it: the last record of a key wins, as in
+    the input.
 
     ``mode``: ``overwrite`` replaces stored items; ``create-only`` keeps them
     (an item is read, then written only if it was absent: a write by another
     client in between is overwritten). A bad record is told to ``warn`` and
-    skipped, or raises ImportFailed, as ``on_error`` says."""
+    skipped, or raises ImportFailed, as ``on_error`` says. ``finish`` sends
+    what is left; ``close`` waits for the calls in flight."""
 
     def __init__(
         self,
@@ -71,6 +92,8 @@ class Importer:
         self._batch_size = client.limits().max_batch_ops
         self._collection = ""
         self._pending: list[_Pending] = []
+        self._in_flight: deque[tuple[Future[_Sent], set[tuple[str, KeyTag]]]] = deque()
+        self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="itemstore-import")
         self.tally = Tally()
 
     def add_line(self, number: int, line: bytes) -> None:
@@ -95,45 +118,73 @@ class Importer:
             self._progress.advance(1)
             return
         if record.collection != self._collection or len(self._pending) >= self._batch_size:
-            self.flush()
+            self._send_pending()
             self._collection = record.collection
         self._pending.append(_Pending(where, record, op))
 
-    def flush(self) -> None:
-        """Send what is queued."""
+    def finish(self) -> Tally:
+        """Send what is queued, wait for every call; the tally."""
+        self._send_pending()
+        while self._in_flight:
+            self._settle_oldest()
+        return self.tally
+
+    def close(self) -> None:
+        """Wait for the calls in flight and end the progress display."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._progress.close()
+
+    def _send_pending(self) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        keys = {(self._collection, key_tag(p.record.key)) for p in pending}
+        while self._in_flight and (
+            len(self._in_flight) >= IN_FLIGHT
+            or any(not keys.isdisjoint(sent) for _, sent in self._in_flight)
+        ):
+            self._settle_oldest()
+        future = self._pool.submit(self._write, self._collection, pending)
+        self._in_flight.append((future, keys))
+
+    def _settle_oldest(self) -> None:
+        future, _ = self._in_flight.popleft()
+        sent = future.result()
+        for where, detail in sent.refused:
+            self._bad(where, detail)
+        self.tally.written += sent.written
+        self.tally.kept += sent.kept
+        self.tally.expired += sent.expired
+        self._progress.advance(sent.records)
+
+    def _write(self, collection: str, pending: list[_Pending]) -> _Sent:
+        """One batch, in a worker thread: its ops the service refuses are left
+        out and the rest sent again (with ``--on-error fail``, nothing is)."""
+        sent = _Sent(len(pending))
         now = time.time()
         live = [p for p in pending if p.record.expires_at is None or p.record.expires_at > now]
-        self.tally.expired += len(pending) - len(live)
+        sent.expired = len(pending) - len(live)
         if self._mode == "create-only" and live:
-            live = self._absent(live)
+            gets = [BatchOp("get", p.record.key) for p in live]
+            results = self._client.batch(collection, gets)
+            absent = [p for p, got in zip(live, results, strict=True) if got.status == 404]
+            sent.kept = len(live) - len(absent)
+            live = absent
         while live:
             try:
-                self._client.batch(self._collection, [p.op for p in live], minimal=True)
+                self._client.batch(collection, [p.op for p in live], minimal=True)
             except ValidationError as exc:
                 refused = _refused_ops(exc)
                 if not refused:
                     raise
-                for index, detail in sorted(refused.items()):
-                    self._bad(live[index].where, detail)
+                sent.refused += [(live[i].where, detail) for i, detail in sorted(refused.items())]
+                if self._on_error == "fail":
+                    return sent
                 live = [p for i, p in enumerate(live) if i not in refused]
             else:
-                self.tally.written += len(live)
+                sent.written = len(live)
                 break
-        self._progress.advance(len(pending))
-
-    def close(self) -> None:
-        """End the progress display (what is queued is sent by ``flush``)."""
-        self._progress.close()
-
-    def _absent(self, entries: list[_Pending]) -> list[_Pending]:
-        gets = [BatchOp("get", p.record.key) for p in entries]
-        results = self._client.batch(self._collection, gets)
-        absent = [p for p, result in zip(entries, results, strict=True) if result.status == 404]
-        self.tally.kept += len(entries) - len(absent)
-        return absent
+        return sent
 
     def _bad(self, where: str, message: str) -> None:
         if self._on_error == "fail":
@@ -146,8 +197,7 @@ def import_lines(importer: Importer, lines: Iterable[bytes]) -> Tally:
     """Every line of a dump through ``importer``; its tally."""
     for number, line in enumerate(lines, 1):
         importer.add_line(number, line)
-    importer.flush()
-    return importer.tally
+    return importer.finish()
 
 
 def _refused_ops(error: ValidationError) -> dict[int, str]:
