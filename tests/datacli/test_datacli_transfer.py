@@ -309,3 +309,22 @@ def test_import_and_export_run_in_bounded_memory(tmp_path: Path) -> None:
     assert (tmp_path / "large.jsonl").stat().st_size > 20_000_000
     for small, large in zip(peaks["small"], peaks["large"], strict=True):
         assert large - small < 8_000_000, peaks
+
+
+def test_expired_items_are_left_out_and_a_later_expiry_is_not_dropped(service_url: str) -> None:
+    lines = [
+        {"collection": "c", "key": "gone", "value": 1, "expires_at": 1_000_000_000},
+        {"collection": "c", "key": "later", "value": 2, "expires_at": time.time() + 3600},
+        {"collection": "c", "key": "kept", "value": 3},
+    ]
+    dump = b"\n".join(map(dumps, lines))
+    result = itemstore("import", "--on-error", "skip", url=service_url, stdin=dump)
+    assert result.returncode == 0, result.stderr
+    told = result.stderr.decode().splitlines()
+    assert told[0] == (
+        "line 2: expires_at is in the future, and this itemstore cannot set an expiry yet: "
+        "drop the field (jq -c 'del(.expires_at)') to import the item without one; skipped"
+    )
+    assert told[1].startswith("imported 3 items (1 written, 1 expired, 1 skipped) in ")
+    with Client(service_url) as client:
+        assert client.collection("c").to_dict() == {"kept": 3}

@@ -28,6 +28,12 @@ Mode = Literal["overwrite", "create-only"]
 OnError = Literal["skip", "fail"]
 IN_FLIGHT = 4
 """Batch calls sent at once: enough for the service to commit several together."""
+NO_EXPIRY = (
+    "expires_at is in the future, and this itemstore cannot set an expiry yet: "
+    "drop the field (jq -c 'del(.expires_at)') to import the item without one"
+)
+"""Why an item that expires later is not imported: writing it without its
+expiry would keep it forever. Items already expired are left out, as gone."""
 
 
 class ImportFailed(Exception):
@@ -112,8 +118,10 @@ class Importer:
     def add(self, where: str, record: Record) -> None:
         """Queue ``record`` (``where`` names it in messages); a full batch is sent."""
         try:
+            if record.expires_at is not None and record.expires_at > time.time():
+                raise ValueError(NO_EXPIRY)
             op = BatchOp("put", record.key, dumps(record.value))
-        except (ValidationError, TypeError) as exc:
+        except (ValidationError, TypeError, ValueError) as exc:
             self._bad(where, str(getattr(exc, "detail", exc)))
             self._progress.advance(1)
             return
