@@ -328,3 +328,43 @@ def test_expired_items_are_left_out_and_a_later_expiry_is_not_dropped(service_ur
     assert told[1].startswith("imported 3 items (1 written, 1 expired, 1 skipped) in ")
     with Client(service_url) as client:
         assert client.collection("c").to_dict() == {"kept": 3}
+
+
+def test_an_import_whose_service_stops_says_so_and_finishes_when_run_again(
+    tmp_path: Path,
+) -> None:
+    items = {f"k{n:04}": n for n in range(1_000)}
+    lines = [dumps({"collection": "c", "key": k, "value": v}) + b"\n" for k, v in items.items()]
+    dump = tmp_path / "dump.jsonl"
+    dump.write_bytes(b"".join(lines))
+    with sqlite_service(tmp_path) as url:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "itemstore_service", "import", "--url", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stderr is not None
+        process.stdin.write(b"".join(lines[:450]))
+        process.stdin.flush()
+        with Client(url) as client:
+            deadline = time.monotonic() + 60
+            while client.collection("c").count() < 400:
+                assert time.monotonic() < deadline, "the import sent nothing"
+                time.sleep(0.05)
+    # the service has stopped: the rest of the input cannot be written
+    process.stdin.write(b"".join(lines[450:]))
+    process.stdin.close()
+    assert process.wait(timeout=120) == 1
+    told = process.stderr.read().decode().splitlines()
+    process.stderr.close()
+    assert told[-1].startswith(f"itemstore: error: cannot reach itemstore at {url}")
+    assert told[-1].endswith(
+        "; 400 items were written. Import again once the service answers: items are written by key"
+    )
+
+    with sqlite_service(tmp_path) as url:  # the same SQLite file, served again
+        result = itemstore("import", url=url, stdin=dump)
+        assert result.returncode == 0, result.stderr
+        with Client(url) as client:
+            assert client.collection("c").to_dict() == items

@@ -27,7 +27,6 @@ from .exporting import export_records, write_records
 from .importing import Importer, ImportFailed, Tally, import_lines
 from .progress import progress_for
 
-COMMANDS: Final = ("ls", "get", "put", "rm", "export", "import", "copy")
 DONE, FAILED, USAGE = 0, 1, 2
 
 # An import or a copy outlasts a busy moment of the service: more patient
@@ -107,8 +106,7 @@ def add_commands(commands: Any) -> dict[str, argparse.ArgumentParser]:
         "export",
         "write items as JSON Lines to stdout",
         "Write every item of the COLLECTIONs (all by default) to stdout, one JSON "
-        'object per line: {"collection", "key", "key_type", "value"}, plus '
-        '"expires_at" when the item expires.',
+        'object per line: {"collection", "key", "key_type", "value"}.',
     )
     service(export)
     export.add_argument("collections", metavar="COLLECTION", nargs="*")
@@ -229,6 +227,12 @@ def _import(args: argparse.Namespace) -> int:
             return _error(
                 f"{exc}; {importer.tally.written} items were written. Fix the line "
                 "(or pass --on-error skip) and import again: items are written by key",
+                FAILED,
+            )
+        except Unavailable as exc:
+            return _error(
+                f"{exc.detail}; {importer.tally.written} items were written. Import again "
+                "once the service answers: items are written by key",
                 FAILED,
             )
         finally:
