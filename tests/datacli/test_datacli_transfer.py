@@ -314,7 +314,7 @@ def test_import_and_export_run_in_bounded_memory(tmp_path: Path) -> None:
 def test_expired_items_are_left_out_and_a_later_expiry_is_not_dropped(service_url: str) -> None:
     lines = [
         {"collection": "c", "key": "gone", "value": 1, "expires_at": 1_000_000_000},
-        {"collection": "c", "key": "later", "value": 2, "expires_at": time.time() + 3600},
+        {"collection": "c", "key": "later", "value": 2, "expires_at": int(time.time()) + 3600},
         {"collection": "c", "key": "kept", "value": 3},
     ]
     dump = b"\n".join(map(dumps, lines))

@@ -1,14 +1,14 @@
 """The dump format: JSON Lines, one item per line.
 
-``{"collection": "users", "key": 42, "key_type": "int", "value": {...}}``, plus
-``"expires_at"`` (Unix seconds) when the item expires. ``key_type`` names the
-key's type even where a JSON tool loses it (jq writes the float key ``1.0`` as
-``1``): on import it decides. Numbers keep every digit (``exactjson``).
+``{"collection": "users", "key": 42, "key_type": "int", "value": {...}}``,
+plus ``"expires_at"`` (Unix seconds, an integer) when the item expires.
+``key_type`` names the key's type even where a JSON tool loses it (jq writes
+the float key ``1.0`` as ``1``): on import it decides. Numbers keep every
+digit (``exactjson``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +28,7 @@ class Record:
     collection: str
     key: Key
     value: Any
-    expires_at: float | None = None
+    expires_at: int | None = None
 
     def encode(self) -> bytes:
         """The record's line, newline included."""
@@ -89,11 +89,11 @@ def _typed_key(key: Any, kind: Any) -> Key:
     return key  # type: ignore[no-any-return]  # checked: str, int or bool
 
 
-def _expiry(value: Any) -> float | None:
+def _expiry(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRecord(f"expires_at must be Unix seconds (a number), not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRecord(f"expires_at must be Unix seconds (an integer), not {value!r}")
     if value < 0:
         raise BadRecord(f"expires_at must be 0 or more, not {value!r}")
     return value
