@@ -23,7 +23,7 @@ from itemstore_wire.contract import KEY_TYPES, Key
 from itemstore_wire.exactjson import dumps, loads
 
 from .copying import copy_items
-from .exporting import export_records, write_records
+from .exporting import collection_names, export_records, write_records
 from .importing import Importer, ImportFailed, Tally, import_lines
 from .progress import progress_for
 
@@ -249,9 +249,11 @@ def _copy(args: argparse.Namespace) -> int:
         Client(args.source, source_token, retry=PATIENT) as source,
         Client(args.target, target_token, retry=PATIENT) as target,
     ):
-        importer = _importer(args, target, None)
+        names = collection_names(source, args.collections)
+        total = sum(source.collection(name).count() for name in names)  # for the ETA
+        importer = _importer(args, target, total)
         try:
-            counts = copy_items(source, importer, target, args.collections)
+            counts = copy_items(source, importer, target, names)
         finally:
             importer.close()
     _summary("copied", importer.tally, started)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from itemstore import Client
 
-from .exporting import collection_names, export_records
+from .exporting import export_records
 from .importing import Importer
 
 
@@ -20,12 +20,11 @@ class Counted:
 
 
 def copy_items(
-    source: Client, importer: Importer, target: Client, collections: Sequence[str]
+    source: Client, importer: Importer, target: Client, names: Sequence[str]
 ) -> list[Counted]:
-    """Copy ``collections`` (all when empty) from ``source`` through
-    ``importer``; the item count of each collection on both sides afterwards
-    (they differ when the target held other items, or the source changed)."""
-    names = collection_names(source, collections)
+    """Copy collections ``names`` from ``source`` through ``importer``; the
+    item count of each collection on both sides afterwards (they differ when
+    the target held other items, or the source changed)."""
     for record in export_records(source, names):
         importer.add(f"{record.collection} key {record.key!r}", record)
     importer.finish()
