@@ -121,7 +121,7 @@ print(loaded)
         assert client.collection("c")["k"] == [1]
 
 
-def test_serve_still_runs_through_the_same_command(tmp_path: Path) -> None:
+def test_serve_still_runs_through_the_same_command() -> None:
     help_text = itemstore("serve", "--help")
     assert help_text.returncode == 0
     assert b"--sqlite-path" in help_text.stdout

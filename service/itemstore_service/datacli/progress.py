@@ -1,4 +1,4 @@
-"""How far an import has got, on stderr: a live bar on a terminal (tqdm:
+"""How far an import (or a copy) has got, on stderr: a live bar on a terminal (tqdm:
 items, items/s and, when the total is known, the ETA), plain periodic lines
 otherwise (a log file or CI gets one line every ``every`` seconds, not a bar
 redrawn in place)."""
