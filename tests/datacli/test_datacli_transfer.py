@@ -77,6 +77,7 @@ def test_export_then_import_into_an_empty_service_reproduces_every_item(
         seed(source, ITEMS)
         dump.write_bytes(export(source))
         expected = stored(source)
+    assert {name: {k: v for _, k, v in entries} for name, entries in expected.items()} == ITEMS
     records = json_lines(dump.read_bytes())
     assert len(records) == sum(len(items) for items in ITEMS.values())
     assert {
