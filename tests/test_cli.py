@@ -35,6 +35,7 @@ def test_defaults_are_the_embedded_sqlite_service_on_localhost() -> None:
     assert (config.host, config.port, config.backend) == ("127.0.0.1", 8080, "sqlite")
     assert config.sqlite_path == "itemstore.sqlite3"
     assert config.coalesce and config.workers == 1
+    assert config.console
 
 
 def test_every_flag_is_read() -> None:
@@ -43,7 +44,7 @@ def test_every_flag_is_read() -> None:
         *("--dynamodb-endpoint", "http://127.0.0.1:8000", "--dynamodb-region", "eu-west-1"),
         *("--dynamodb-table", "items", "--dynamodb-create-table", "--dynamodb-shards", "4"),
         *("--workers", "3", "--token", "t", "--no-coalesce", "--max-value-bytes", "1000"),
-        *("--log-level", "debug", "--access-log", "--shutdown-timeout", "5"),
+        *("--log-level", "debug", "--access-log", "--shutdown-timeout", "5", "--no-console"),
     )
     assert config == Config(
         host="0.0.0.0",
@@ -60,6 +61,7 @@ def test_every_flag_is_read() -> None:
         log_level="debug",
         access_log=True,
         shutdown_timeout=5.0,
+        console=False,
         limits=config.limits,
     )
     assert config.limits.max_value_bytes == 1000

@@ -84,6 +84,7 @@ class Api:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         token: bool = True,
+        follow_redirects: bool = True,
     ) -> Answer:
         sent = dict(headers or {})
         if token and self.token:
@@ -94,7 +95,9 @@ class Api:
             if 200 <= status < 300:
                 self.check_request_body(method, template, json)
         payload = None if data is None else io.BytesIO(data)  # aiohttp warns on large raw bytes
-        response = await self.client.request(method, path, data=payload, headers=sent)
+        response = await self.client.request(
+            method, path, data=payload, headers=sent, allow_redirects=follow_redirects
+        )
         answer = Answer(response.status, response.headers, await response.read())
         assert answer.status == status, f"{method} {path}: {answer.status} {answer.body[:300]!r}"
         check_answer(method, template, answer)
@@ -230,8 +233,7 @@ async def drive_service_info(plain: Api, secured: Api) -> None:
     assert (info["backend"], info["limits"]) == ("sqlite", dataclasses.asdict(LIMITS))
     await secured.call("GET", ROOT, "/", 200, token=False)
     assert code(await plain.call("GET", ROOT, "/?limit=1", 400)) == "unexpected-parameter"
-    # A real setting, not a fake: with room for no request in flight, every one is refused.
-    plain.app[ADMISSION].max_inflight = 0
+    refuse_all(plain)
     assert code(await plain.call("GET", ROOT, "/", 503)) == "overloaded"
 
 
@@ -278,6 +280,44 @@ async def drive_metrics(plain: Api, secured: Api) -> None:
     await secured.call("GET", "/metrics", "/metrics", 200, token=False)
     answer = await plain.call("GET", "/metrics", "/metrics?name=x", 400)
     assert code(answer) == "unexpected-parameter"
+
+
+def refuse_all(api: Api) -> None:
+    """A real setting, not a fake: with room for no request in flight, every one is refused."""
+    api.app[ADMISSION].max_inflight = 0
+
+
+@driver("getConsoleRedirect")
+async def drive_console_redirect(plain: Api, secured: Api) -> None:
+    answer = await secured.call("GET", "/console", "/console", 308, follow_redirects=False)
+    assert answer.headers["Location"] == "/console/"
+    answer = await plain.call("GET", "/console", "/console?v=2", 400, follow_redirects=False)
+    assert code(answer) == "unexpected-parameter"
+    refuse_all(plain)
+    await plain.call("GET", "/console", "/console", 503, follow_redirects=False)
+
+
+@driver("getConsole")
+async def drive_console(plain: Api, secured: Api) -> None:
+    answer = await secured.call("GET", "/console/", "/console/", 200, token=False)
+    assert b'<script type="module" src="console.js">' in answer.body
+    answer = await plain.call("GET", "/console/", "/console/?v=2", 400)
+    assert code(answer) == "unexpected-parameter"
+    refuse_all(plain)
+    await plain.call("GET", "/console/", "/console/", 503)
+
+
+@driver("getConsoleFile")
+async def drive_console_file(plain: Api, secured: Api) -> None:
+    template = "/console/{file}"
+    for name in ("console.js", "console.css", "codemirror-LICENSES.txt", "favicon.svg"):
+        await secured.call("GET", template, f"/console/{name}", 200, token=False)
+    answer = await secured.call("GET", template, "/console/nothing.js", 404, token=False)
+    assert code(answer) == "not-found"
+    answer = await plain.call("GET", template, "/console/console.js?v=2", 400)
+    assert code(answer) == "unexpected-parameter"
+    refuse_all(plain)
+    await plain.call("GET", template, "/console/console.js", 503)
 
 
 @driver("listCollections")

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.live_service import itemstore_serve
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOC_URL = "http://127.0.0.1:8080"
 OPS_ROUTES = {"/healthz", "/readyz", "/metrics"}  # documented in docs/deploy.md
+CONSOLE_ROUTES = {"/console", "/console/", "/console/{file}"}  # docs/console.md
 
 
 def blocks(language: str) -> list[str]:
@@ -71,7 +73,7 @@ def test_the_curl_tour_covers_every_data_route() -> None:
         template = resource.canonical
         if route.method == "HEAD" and template != "/collections/{name}/items/{key}":
             continue  # aiohttp adds HEAD to every GET route
-        if template in OPS_ROUTES:
+        if template in OPS_ROUTES | CONSOLE_ROUTES:
             continue
         pattern = re.escape("$B" + template)
         pattern = re.sub(r"\\\{[a-z]+\\\}", "[^/ ?\"']+", pattern) + r"(?=[ ?\"']|$)"
@@ -135,3 +137,37 @@ def test_the_python_example_runs(service: str) -> None:
             assert users["eve"] == {"email": "eve@example.com"}
             assert namespace["value"] == {}
             assert "carl" not in users
+
+
+def test_the_command_line_examples_run(tmp_path: Path) -> None:
+    (example,) = [block for block in blocks("sh") if "itemstore export" in block]
+    bin_dir = tmp_path / "bin"  # `itemstore` as installed: this checkout's command
+    bin_dir.mkdir()
+    shim = bin_dir / "itemstore"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m itemstore_service "$@"\n')
+    shim.chmod(0o755)
+    (tmp_path / "from").mkdir()
+    (tmp_path / "to").mkdir()
+    with itemstore_serve(tmp_path / "from") as source, itemstore_serve(tmp_path / "to") as target:
+        script = "set -e\n" + example.replace(DOC_URL, source).replace(
+            "http://127.0.0.1:8081", target
+        )
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ITEMSTORE_URL": source}
+        for _ in range(2):  # on empty services, then on what the example left
+            result = subprocess.run(
+                ["bash", "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                cwd=tmp_path,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.splitlines() == ["Ada", "users\t2", '"ada"']
+            assert "users: 2 items at --from, 2 at --to" in result.stderr
+        with Client(target) as client:
+            users = client.collection("users")
+            assert users.to_dict() == {
+                "ada": {"name": "Ada", "visits": 12345678901234567890123},
+                42: ["the answer"],
+            }

@@ -61,10 +61,13 @@ class Client(BaseClient[SyncTransport]):
         """Names of the collections that hold items, paged lazily."""
         return self.stream(flows.collection_names(self._core))
 
-    def batch(self, collection: str, ops: list[BatchOp]) -> list[OpResult]:
+    def batch(
+        self, collection: str, ops: list[BatchOp], *, minimal: bool = False
+    ) -> list[OpResult]:
         """Send ops in order, one call per ``max_batch_ops``; the results of
-        every op, in order."""
-        return self.run_flow(flows.batch(self._core, collection, ops))
+        every op, in order. ``minimal``: blind puts, each answered 204 with
+        its ETag (no created-vs-replaced, no read before the write)."""
+        return self.run_flow(flows.batch(self._core, collection, ops, minimal=minimal))
 
     def transaction(self) -> Transaction:
         """Writes across collections sent as ONE transaction (all or none)

@@ -14,6 +14,7 @@ from .backends import backend_module
 from .breaker import BREAKER, GuardedBackend, breaker_middleware
 from .config import Config
 from .connections import CONNECTIONS, ConnectionLimits, connection_middleware
+from .console import add_console_routes
 from .deadlines import deadline_middleware
 from .health import add_health_routes
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
@@ -76,4 +77,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(storage)
     app.add_routes(routes)
     add_health_routes(app)
+    if config.console:
+        add_console_routes(app)
     return app

@@ -7,9 +7,11 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .console import is_console_path
 from .problems import Unauthorized
 
-# Probes, metrics, the service description and its contract stay open.
+# Probes, metrics, the service description and its contract stay open; the
+# console's static files too (its calls to the API carry the token).
 PUBLIC_PATHS = frozenset({"/", "/openapi.yaml", "/healthz", "/readyz", "/metrics"})
 
 
@@ -18,7 +20,7 @@ def auth_middleware(token: str) -> Middleware:
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in PUBLIC_PATHS and not is_console_path(request.path):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             # The scheme is case-insensitive (RFC 9110); the token is not.
             valid = scheme.lower() == "bearer"

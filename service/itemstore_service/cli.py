@@ -1,6 +1,6 @@
-"""The ``itemstore`` command. Every flag can also come from an ITEMSTORE_*
-environment variable (flag ``--sqlite-path`` ↔ ``ITEMSTORE_SQLITE_PATH``);
-a flag given on the command line wins."""
+"""``itemstore serve``: the service's flags and processes. Every flag can
+also come from an ITEMSTORE_* environment variable (flag ``--sqlite-path`` ↔
+``ITEMSTORE_SQLITE_PATH``); a flag given on the command line wins."""
 
 from __future__ import annotations
 
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
     )
     switch("access-log", "log every request (costs throughput)")
+    switch("no-console", "do not serve the browser console at /console/")
     option(
         "shutdown-timeout",
         "seconds to finish in-flight requests on SIGTERM",
@@ -218,7 +219,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         args.token = _env("token")  # kept out of --help, which shows defaults
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     limits = Limits(max_value_bytes=args.max_value_bytes, max_batch_bytes=args.max_batch_bytes)
-    return Config(**values, coalesce=not args.no_coalesce, limits=limits)
+    return Config(
+        **values, coalesce=not args.no_coalesce, console=not args.no_console, limits=limits
+    )
 
 
 def storage_config_from_args(args: argparse.Namespace) -> Config:

@@ -73,6 +73,8 @@ class Config:
     late when the machine is busy with other work."""
     breaker_failures: int = 5
     """Backend calls failed in a row that open the circuit breaker."""
+    console: bool = True
+    """Serve the browser console at ``/console/``."""
 
     def __post_init__(self) -> None:
         problem = self._problem()

