@@ -17,6 +17,8 @@ from aiohttp import web
 from itemstore_wire.exactjson import exact
 
 from . import __version__
+from .access.middleware import GRANT, OPEN, require
+from .access.scopes import Scope
 from .appkeys import CONFIG, STORE
 from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
@@ -197,6 +199,8 @@ async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
     ops = await batch_ops(request, config.limits)
+    if any(op.kind != "get" for op in ops):  # refused whole: nothing is applied
+        require(request, Scope.WRITE)
     minimal = prefers_minimal(request)
     results = await request.app[STORE].batch(name, ops, blind=minimal)
     answers = [_op_answer(op, result) for op, result in zip(ops, results, strict=True)]
@@ -224,7 +228,9 @@ async def transaction(request: web.Request) -> web.Response:
 async def list_collections(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     names, next_cursor = await request.app[STORE].list_collections(
-        limit=page_size(request, config.limits), cursor=request.query.get("cursor") or None
+        limit=page_size(request, config.limits),
+        cursor=request.query.get("cursor") or None,
+        visible=request.get(GRANT, OPEN).sees,
     )
     return json_response(
         {"collections": [{"name": name} for name in names], "next_cursor": next_cursor}
