@@ -24,8 +24,8 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from itemstore_service.app import create_app
 from itemstore_service.access.scopes import ROUTE_NEEDS
+from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from itemstore_service.query_parameters import ACCEPTED
 from itemstore_service.routes import openapi_document
