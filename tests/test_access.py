@@ -15,9 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from itemstore_service.access.scopes import ROUTE_NEEDS
+from itemstore_service.access.middleware import KEYRING
+from itemstore_service.access.scopes import ROUTE_NEEDS, Scope
 from itemstore_service.app import create_app
+from itemstore_service.appkeys import STORE
 from itemstore_service.config import Config
+from itemstore_service.store import Store
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -283,3 +286,41 @@ async def test_without_token_or_keys_the_service_is_open_but_manages_no_keys(
     answer = await client.post("/keys", json={"name": "k", "scope": "admin"})
     assert answer.status == 403
     assert "--token-file" in (await answer.json())["detail"]
+
+
+class HeldListing:
+    """The real store, except that a listing's answer is held until ``release``
+    is set: a fake on purpose, for a timing the real store gives only by chance
+    (a listing read before a revocation, answered after it)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def list_items(self, collection: str, **options: Any) -> Any:
+        page = await self.store.list_items(collection, **options)
+        await self.release.wait()
+        return page
+
+
+async def test_a_reload_under_way_never_undoes_a_change_made_here(
+    sqlite_config: Config, aiohttp_client: MakeClient
+) -> None:
+    config = dataclasses.replace(secured(sqlite_config), key_refresh=60)  # this reload only
+    client = await aiohttp_client(create_app(config))
+    ring = client.app[KEYRING]
+    revoked = await new_key(client, name="revoked", scope="read")
+    held = HeldListing(client.app[STORE])
+    ring._store = held  # type: ignore[assignment]
+    reloading = asyncio.create_task(ring.reload())
+    await asyncio.sleep(0.1)  # the listing has read the key
+    await ring.revoke(revoked["id"])
+    made, _ = await ring.create(
+        name="made", scope=Scope.READ, collections=None, rate_limit=None, burst=None
+    )
+    held.release.set()
+    assert [key.id for key in await reloading] == [made.id]
+    assert ring.authenticate(revoked["token"]) is None

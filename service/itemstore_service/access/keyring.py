@@ -102,6 +102,9 @@ class KeyRing:
         self._store = store
         self._refresh = refresh
         self._entries: dict[str, _Entry] = {}
+        self._changes: list[tuple[float, str, _Entry | None]] = []
+        """Keys made (entry) or revoked (None) here, with when: a reload whose
+        listing began before a change must not undo it."""
         self.loaded = False
         """Whether the keys were read from storage at least once."""
 
@@ -119,6 +122,7 @@ class KeyRing:
 
     async def reload(self) -> list[AccessKey]:
         """Read every key from storage (all pages) and cache them; return them."""
+        started = time.monotonic()
         entries: dict[str, _Entry] = {}
         cursor: str | None = None
         while True:
@@ -133,6 +137,12 @@ class KeyRing:
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
+        self._changes = [change for change in self._changes if change[0] >= started]
+        for _, key_id, made in self._changes:  # made or revoked here meanwhile
+            if made is None:
+                entries.pop(key_id, None)
+            else:
+                entries[key_id] = made
         self._entries = entries
         self.loaded = True
         return [entry.key for entry in entries.values()]
@@ -158,7 +168,9 @@ class KeyRing:
         )
         token, secret = issue(key.id)
         await self._store.put(KEYS_COLLECTION, key.id, _encode(key, secret), if_none_match=True)
-        self._entries[key.id] = _Entry(key, secret, key.grant())
+        entry = _Entry(key, secret, key.grant())
+        self._entries[key.id] = entry
+        self._changes.append((time.monotonic(), key.id, entry))
         return key, token
 
     async def revoke(self, key_id: str) -> AccessKey:
@@ -168,6 +180,7 @@ class KeyRing:
         except ItemNotFound:
             raise KeyNotFound(f"no access key has the id {key_id!r}") from None
         self._entries.pop(key_id, None)
+        self._changes.append((time.monotonic(), key_id, None))
         return _decode(record.value).key
 
     async def keep_fresh(self) -> AsyncIterator[None]:
