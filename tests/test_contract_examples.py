@@ -626,7 +626,8 @@ async def drive_create_key(plain: Api, secured: Api) -> None:
     assert created["token"].startswith(f"isk_{created['id']}_")
     limited = {"name": "app", "scope": "read", "rate_limit": 2.5}
     assert (await secured.call("POST", KEYS, KEYS, 201, json=limited)).json()["burst"] == 3
-    for bad in ({"name": "x", "scope": "owner"}, {"scope": "read"}, {**settings, "extra": 1}):
+    wrong = [{"name": "x", "scope": "owner"}, {"name": "x", "scope": {}}, {"scope": "read"}]
+    for bad in [*wrong, {**settings, "extra": 1}, {**settings, "collections": ["a/b"]}]:
         assert code(await secured.call("POST", KEYS, KEYS, 400, json=bad)) == "invalid-input"
     await secured.call("POST", KEYS, KEYS, 415, data=b"{}")
     await secured.call("POST", KEYS, KEYS, 413, json={"name": "x" * 70_000, "scope": "read"})

@@ -45,7 +45,7 @@ def _key_spec(doc: Any) -> dict[str, Any]:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS:
         raise InvalidInput(f"name must be a string of 1 to {MAX_NAME_CHARS} characters")
     scope = doc.get("scope")
-    if scope not in SCOPES:
+    if not isinstance(scope, str) or scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     collections = doc.get("collections")
     if collections is not None:
