@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 from typing import Final
 
 from aiohttp import web
@@ -40,6 +41,8 @@ VERDICT = web.RequestKey("rate_verdict", Verdict)
 OPEN: Final = Grant("open", Scope.ADMIN)
 """Everything but key management, while the service runs without auth."""
 BOOTSTRAP: Final = Grant("bootstrap", Scope.ADMIN)
+NOBODY: Final = Grant("unknown", Scope.READ, re.compile("(?!)"))
+"""What an unknown token is judged as: a key that may use no collection."""
 METRICS_PATH: Final = "/metrics"
 _UNMATCHED: Final = Need(Scope.READ)  # 404/405 only to a caller who may ask
 
@@ -61,33 +64,33 @@ def _token(request: web.Request) -> str:
     return token
 
 
-def _authenticate(request: web.Request, ring: KeyRing, bootstrap: bytes | None) -> Grant:
+def _authenticate(request: web.Request, ring: KeyRing, bootstrap: bytes | None) -> Grant | None:
+    """The grant of the request's token; None when it is not valid."""
     token = _token(request)
     is_bootstrap = bootstrap is not None and hmac.compare_digest(token.encode(), bootstrap)
     grant = ring.authenticate(token)  # checked even for the bootstrap token: same time
-    if is_bootstrap:
-        return BOOTSTRAP
-    if grant is None:
-        raise Unauthorized("the token is not valid: it is unknown, revoked or mistyped")
-    return grant
+    return BOOTSTRAP if is_bootstrap else grant
 
 
-def _authorize(request: web.Request, grant: Grant, need: Need) -> None:
+def _refusal(request: web.Request, grant: Grant, need: Need) -> str | None:
+    """Why ``grant`` may not do what ``need`` says, or None."""
     if need.scope is not None and not grant.allows(need.scope):
-        raise Forbidden(
+        return (
             f"key {grant.key_id} has the {grant.scope.name.lower()} scope;"
             f" this needs {need.scope.name.lower()}"
         )
-    if need.collection and not grant.sees(request.match_info.get("name", "")):
-        raise Forbidden(f"key {grant.key_id} may not use collection {request.match_info['name']!r}")
+    name = request.match_info.get("name", "")
+    if need.collection and not grant.sees(name):
+        return f"key {grant.key_id} may not use collection {name!r}"
+    return None
 
 
 def require(request: web.Request, scope: Scope) -> None:
     """Refuse with 403 unless the request's grant has ``scope`` (for what a
     route needs beyond its row of ``ROUTE_NEEDS``, such as a batch that writes)."""
-    grant = request.get(GRANT, OPEN)
-    if not grant.allows(scope):
-        _authorize(request, grant, Need(scope))
+    refusal = _refusal(request, request.get(GRANT, OPEN), Need(scope))
+    if refusal is not None:
+        raise Forbidden(refusal)
 
 
 def _rate_limit(request: web.Request, grant: Grant) -> None:
@@ -137,10 +140,16 @@ def access_middleware(bootstrap_token: str | None, metrics_port: int | None) -> 
             request[GRANT] = OPEN
             return await handler(request)
         grant = _authenticate(request, ring, bootstrap)
+        # Judged for an unknown token too (as a key that may do nothing): a
+        # 401 and a 403 cost the same work.
+        refusal = _refusal(request, grant or NOBODY, need)
+        if grant is None:
+            raise Unauthorized("the token is not valid: it is unknown, revoked or mistyped")
         request[GRANT] = grant
         KEY_ID.set(grant.key_id)
         _rate_limit(request, grant)  # refused requests count too
-        _authorize(request, grant, need)
+        if refusal is not None:
+            raise Forbidden(refusal)
         return await handler(request)
 
     return check_access
