@@ -16,6 +16,7 @@ probed slot is taken, the one idle the longest is reused (a bucket idle for
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import multiprocessing
@@ -25,10 +26,7 @@ from typing import Any, Final
 
 SLOTS: Final = 4096
 _PROBES: Final = 16
-
-
-class _Slot(ctypes.Structure):
-    _fields_ = (("owner", ctypes.c_uint64), ("tokens", ctypes.c_double), ("stamp", ctypes.c_double))
+_FIELDS: Final = 3  # per slot: owner, tokens, stamp (as doubles)
 
 
 class BucketTable:
@@ -37,7 +35,8 @@ class BucketTable:
 
     def __init__(self, slots: int = SLOTS) -> None:
         context = multiprocessing.get_context("spawn")
-        self.array: Any = context.Array(_Slot, slots, lock=True)  # zeroed: every slot free
+        # Zeroed: every slot free. A plain lock: a take never re-enters it.
+        self.array: Any = context.Array(ctypes.c_double, slots * _FIELDS, lock=context.Lock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,42 +51,45 @@ class Verdict:
     reset: float
 
 
+@functools.lru_cache(maxsize=SLOTS)
 def _owner(key_id: str) -> int:
-    # 0 marks a free slot.
-    return int.from_bytes(hashlib.blake2b(key_id.encode(), digest_size=8).digest(), "big") or 1
+    """A key id's 48-bit hash (exact as a double), never 0: 0 marks a free slot."""
+    return int.from_bytes(hashlib.blake2b(key_id.encode(), digest_size=6).digest(), "big") or 1
 
 
 class RateLimiter:
     """Takes one request from a key's bucket in ``table``."""
 
     def __init__(self, table: BucketTable) -> None:
-        self._table = table.array
+        self._lock = table.array.get_lock()
+        self._cells = memoryview(table.array.get_obj()).cast("B").cast("d")
+        self._slots = len(self._cells) // _FIELDS
 
     def take(self, key_id: str, rate: float, burst: int, now: float | None = None) -> Verdict:
         now = time.monotonic() if now is None else now  # one clock for every process
         owner = _owner(key_id)
-        with self._table.get_lock():
-            slots = self._table.get_obj()
-            slot = self._slot(slots, owner)
-            if slot.owner != owner:
-                slot.owner, slot.tokens, slot.stamp = owner, float(burst), now
-            tokens = min(float(burst), slot.tokens + (now - slot.stamp) * rate)
+        cells = self._cells
+        with self._lock:
+            at = self._slot(owner) * _FIELDS
+            if cells[at] != owner:
+                cells[at], cells[at + 1], cells[at + 2] = owner, float(burst), now
+            tokens = min(float(burst), cells[at + 1] + (now - cells[at + 2]) * rate)
             allowed = tokens >= 1.0
             if allowed:
                 tokens -= 1.0
-            slot.tokens, slot.stamp = tokens, now
+            cells[at + 1], cells[at + 2] = tokens, now
         retry_after = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
         return Verdict(allowed, math.floor(tokens), retry_after, (burst - tokens) / rate)
 
-    @staticmethod
-    def _slot(slots: Any, owner: int) -> _Slot:
-        size = len(slots)
-        oldest: _Slot | None = None
+    def _slot(self, owner: int) -> int:
+        """The slot of ``owner``: its own, else a free one, else the one idle longest."""
+        cells, size = self._cells, self._slots
+        oldest, oldest_stamp = -1, math.inf
         for probe in range(min(_PROBES, size)):
-            slot: _Slot = slots[(owner + probe) % size]
-            if slot.owner in (owner, 0):
+            slot = (owner + probe) % size
+            if cells[slot * _FIELDS] in (owner, 0.0):
                 return slot
-            if oldest is None or slot.stamp < oldest.stamp:
-                oldest = slot
-        assert oldest is not None
+            stamp = cells[slot * _FIELDS + 2]
+            if stamp < oldest_stamp:
+                oldest, oldest_stamp = slot, stamp
         return oldest
