@@ -24,10 +24,10 @@ from itemstore_wire.contract import Limits
 from . import __version__
 from .backends import BACKENDS, backend_module
 from .config import LOG_LEVELS, Config, ConfigError
+from .errors import ItemstoreError
 
 if TYPE_CHECKING:
     from .access.ratelimit import BucketTable
-from .errors import ItemstoreError
 
 _TRUE = {"1", "true", "yes", "on"}
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(  # no default shown in --help: it would print ITEMSTORE_TOKEN
         "--token",
         default=argparse.SUPPRESS,
-        help="the bootstrap admin key: require 'Authorization: Bearer <token>' on data "
-        "routes. A token on the command line shows in 'ps': prefer ITEMSTORE_TOKEN or "
-        "--token-file",
+        help="the bootstrap admin key: require 'Authorization: Bearer <token>' on every "
+        "route but /, /healthz and /readyz. A token on the command line shows in 'ps': "
+        "prefer ITEMSTORE_TOKEN or --token-file",
     )
     option(
         "token-file",
