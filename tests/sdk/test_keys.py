@@ -61,6 +61,19 @@ def test_a_key_over_its_rate_limit_raises_rate_limited(token_service_url: str) -
     assert limited.value.retry_after >= 1
 
 
+def test_a_rate_limited_delete_is_retried_since_it_was_not_applied(
+    token_service_url: str,
+) -> None:
+    with Client(token_service_url, token=ADMIN) as admin:
+        key = admin.keys.create("writer", "write", rate_limit=1, burst=1)
+    assert key.token is not None
+    with Client(token_service_url, token=key.token) as writer:
+        writer.collection("c")["k"] = 1  # the one request of its burst
+        # A pop is replayed only when surely not applied: a 429 says so, so the
+        # SDK waits its Retry-After (1 s) and sends it again.
+        assert writer.collection("c").pop("k") == 1
+
+
 async def test_the_async_client_manages_keys_alike(token_service_url: str) -> None:
     async with AsyncClient(token_service_url, token=ADMIN) as admin:
         key = await admin.keys.create("writer", "write", collections=["w-*"], rate_limit=50)

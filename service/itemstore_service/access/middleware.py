@@ -102,7 +102,7 @@ def _rate_limit(request: web.Request, grant: Grant) -> None:
         wait = max(1, math.ceil(verdict.retry_after))
         raise RateLimited(
             f"key {grant.key_id} may send {grant.rate:g} requests per second"
-            f" (bursts of {grant.burst}); retry in {wait} s",
+            f" (bursts of {grant.burst}); the request was not applied: retry in {wait} s",
             retry_after=wait,
         )
 
