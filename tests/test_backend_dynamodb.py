@@ -204,5 +204,5 @@ async def test_readyz_keeps_the_storage_error_out_of_its_answer(
     text = await answer.text()
     assert dynamodb_config.dynamodb_table not in text and "ResourceNotFound" not in text
     assert (await answer.json())["detail"] == (
-        "the dynamodb backend is not answering; see the server log"
+        "the dynamodb backend failed its check; the cause is in the server log"
     )

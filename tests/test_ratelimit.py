@@ -36,7 +36,7 @@ def _take_many(table: BucketTable, count: int, allowed: multiprocessing.Queue[in
 
 def test_processes_share_one_bucket() -> None:
     context = multiprocessing.get_context("spawn")
-    table = BucketTable()
+    table = BucketTable(shared=True)
     allowed: multiprocessing.Queue[int] = context.Queue()
     workers = [context.Process(target=_take_many, args=(table, 40, allowed)) for _ in range(3)]
     for worker in workers:

@@ -404,6 +404,7 @@ def _all_listening(
 def serve(config: Config) -> None:
     """Run the service in this process (one worker) or in ``config.workers``
     processes started and watched from this one; exit with the first failure."""
+    rate_buckets = None
     if config.workers > 1:
         # multiprocessing starts its resource tracker with the first worker,
         # and lets SIGTERM/SIGINT through in this process as it does: start

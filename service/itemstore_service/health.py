@@ -69,17 +69,19 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(state.ping_timeout):
             await backend.ping()
     except TimeoutError:
-        reason = f"did not answer within {state.ping_timeout:g} s"
+        raise BackendUnavailable(
+            f"the {backend.name} backend did not answer within {state.ping_timeout:g} s"
+        ) from None
     except ItemstoreError as error:  # the breaker's Retry-After is kept
         reason, retry_after = error.detail, error.retry_after
     except Exception as exc:
-        reason = f"failed its ping: {type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}"
     else:
         return web.json_response({"status": "ready", "backend": backend.name})
     # Anyone may ask: the storage's own words (a table name, a path) stay in the log.
-    log.warning("not ready: the %s backend %s", backend.name, reason)
+    log.warning("not ready: the %s backend failed its ping: %s", backend.name, reason)
     raise BackendUnavailable(
-        f"the {backend.name} backend is not answering; see the server log",
+        f"the {backend.name} backend failed its check; the cause is in the server log",
         retry_after=retry_after,
     )
 

@@ -17,7 +17,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from .connections import CONNECTIONS
-from .problems import Problem, problem_response
+from .errors import ItemstoreError
+from .problems import MalformedRequest, from_error
 
 SERVER: Final = "itemstore"
 """The ``Server`` header: no Python or aiohttp version for a scanner to match."""
@@ -40,13 +41,14 @@ class ProblemRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it; raises if answered
         if status < 500:
-            problem = Problem(status, "malformed-request", "Malformed HTTP request")
             kind = f" ({type(exc).__name__})" if exc is not None else ""
-            detail = f"the request is not well-formed HTTP{kind}; nothing was done"
+            error: ItemstoreError = MalformedRequest(
+                f"the request is not well-formed HTTP{kind}; nothing was done"
+            )
         else:
-            problem = Problem(status, "internal-error", "Internal error")
-            detail = "unexpected error; see the server log"
-        response = problem_response(problem, detail)
+            error = ItemstoreError("unexpected error; see the server log")
+        response = from_error(error)
+        response.set_status(status)
         response.headers["Server"] = SERVER
         response.force_close()
         return response

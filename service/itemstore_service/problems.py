@@ -61,6 +61,10 @@ class RouteNotFound(ItemstoreError):
     pass
 
 
+class MalformedRequest(ItemstoreError):
+    """A request aiohttp's parser refused (answered before any handler runs)."""
+
+
 class MethodNotAllowed(ItemstoreError):
     """``extra["allowed"]`` lists the methods the route serves."""
 
@@ -100,6 +104,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     UnexpectedQueryParameter: Problem(400, "unexpected-parameter", "Unexpected query parameter"),
     InvalidQuery: Problem(400, "invalid-query", "Invalid query"),
     QueryTooBroad: Problem(400, "query-too-broad", "Query scans too many items"),
+    MalformedRequest: Problem(400, "malformed-request", "Malformed HTTP request"),
     Unauthorized: Problem(401, "unauthorized", "Missing or invalid bearer token"),
     Forbidden: Problem(403, "forbidden", "Not allowed for this key"),
     ItemNotFound: Problem(404, "item-not-found", "No item with this key"),

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import math
 import multiprocessing
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -30,13 +31,30 @@ _FIELDS: Final = 3  # per slot: owner, tokens, stamp (as doubles)
 
 
 class BucketTable:
-    """Buckets in shared memory. Make it before starting the workers and
-    pass it to each (it can be handed over only as a process starts)."""
+    """The buckets: in shared memory when ``shared`` (make it before starting
+    the workers and pass it to each: it can be handed over only as a process
+    starts), else in this process's memory."""
 
-    def __init__(self, slots: int = SLOTS) -> None:
-        context = multiprocessing.get_context("spawn")
-        # Zeroed: every slot free. A plain lock: a take never re-enters it.
-        self.array: Any = context.Array(ctypes.c_double, slots * _FIELDS, lock=context.Lock())
+    def __init__(self, slots: int = SLOTS, *, shared: bool = False) -> None:
+        self.lock: Any
+        cells: Any
+        if shared:
+            context = multiprocessing.get_context("spawn")
+            # A plain lock: a take never re-enters it.
+            array = context.Array(ctypes.c_double, slots * _FIELDS, lock=context.Lock())
+            self.lock, cells = array.get_lock(), array.get_obj()
+            self._array = array  # keeps the shared memory, and pickles with it
+        else:  # a multiprocessing lock would start its resource tracker for nothing
+            self.lock, cells = threading.Lock(), (ctypes.c_double * (slots * _FIELDS))()
+        self.cells = memoryview(cells).cast("B").cast("d")  # zeroed: every slot free
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"array": self._array}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        array = state["array"]
+        self._array, self.lock = array, array.get_lock()
+        self.cells = memoryview(array.get_obj()).cast("B").cast("d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +79,8 @@ class RateLimiter:
     """Takes one request from a key's bucket in ``table``."""
 
     def __init__(self, table: BucketTable) -> None:
-        self._lock = table.array.get_lock()
-        self._cells = memoryview(table.array.get_obj()).cast("B").cast("d")
+        self._lock = table.lock
+        self._cells = table.cells
         self._slots = len(self._cells) // _FIELDS
 
     def take(self, key_id: str, rate: float, burst: int, now: float | None = None) -> Verdict:
