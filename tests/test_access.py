@@ -54,6 +54,7 @@ WHO = ("none", "read", "write_outside", "revoked", "admin")
 Call = tuple[str, str, Any]  # method, path, JSON body (None: no body)
 ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
     (("GET", "/", None), (200, 200, 200, 200, 200)),
+    (("GET", "/openapi.yaml", None), (200, 200, 200, 200, 200)),
     (("GET", "/healthz", None), (200, 200, 200, 200, 200)),
     (("GET", "/readyz", None), (200, 200, 200, 200, 200)),
     (("GET", "/metrics", None), (401, 403, 403, 401, 200)),

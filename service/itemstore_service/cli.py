@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         default=argparse.SUPPRESS,
         help="the bootstrap admin key: require 'Authorization: Bearer <token>' on every "
-        "route but /, /healthz and /readyz. A token on the command line shows in 'ps': "
-        "prefer ITEMSTORE_TOKEN or --token-file",
+        "route but /, /openapi.yaml, /healthz and /readyz. A token on the command line "
+        "shows in 'ps': prefer ITEMSTORE_TOKEN or --token-file",
     )
     option(
         "token-file",

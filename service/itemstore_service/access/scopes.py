@@ -78,6 +78,7 @@ ITEMS: Final = "/collections/{name}/items"
 
 ROUTE_NEEDS: Final[Mapping[tuple[str, str], Need]] = {
     ("GET", "/"): PUBLIC,
+    ("GET", "/openapi.yaml"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): ADMIN,  # open on --metrics-port
