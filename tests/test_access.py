@@ -68,6 +68,12 @@ ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
      (401, 200, 403, 401, 200)),
     (("POST", "/collections/users/batch", {"ops": [{"op": "put", "key": "k", "value": 2}]}),
      (401, 403, 403, 401, 200)),
+    (("POST", "/collections/users/query", {"where": {"n?gte": 0}}), (401, 200, 403, 401, 200)),
+    (("POST", "/transactions", {"ops": [{"op": "check", "collection": "users", "key": "k",
+                                         "if_none_match": "*"}]}),
+     (401, 412, 403, 401, 412)),
+    (("POST", "/transactions", {"ops": [{"op": "delete", "collection": "users", "key": "k"}]}),
+     (401, 403, 403, 401, 200)),
     (("GET", "/collections", None), (401, 200, 200, 401, 200)),
     (("GET", "/collections/users", None), (401, 200, 403, 401, 200)),
     (("DELETE", "/collections/users", None), (401, 403, 403, 401, 200)),
@@ -79,7 +85,7 @@ ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
 
 def template(path: str) -> str:
     """The route template of one of the paths above."""
-    path = re.sub(r"^/collections/users", "/collections/{name}", path)
+    path = re.sub(r"^/collections/users(?=/|$)", "/collections/{name}", path)
     return re.sub(r"/items/k$", "/items/{key}", path)
 
 
@@ -176,6 +182,23 @@ async def test_a_batch_with_one_forbidden_op_writes_nothing(app_client: Client) 
     assert absent.status == 404
     count = await app_client.get("/collections/users", headers=bearer(BOOTSTRAP))
     assert (await count.json())["count"] == 0
+
+
+async def test_a_transaction_with_one_forbidden_op_writes_nothing(app_client: Client) -> None:
+    write = await new_key(app_client, name="w", scope="write", collections=["orders-*"])
+    ops = [
+        {"op": "put", "collection": "orders-1", "key": "a", "value": 1},
+        {"op": "put", "collection": "users", "key": "a", "value": 1},  # not its collection
+    ]
+    headers = bearer(write["token"])
+    answer = await app_client.post("/transactions", json={"ops": ops}, headers=headers)
+    assert answer.status == 403
+    assert "'users'" in (await answer.json())["detail"]
+    for name in ("orders-1", "users"):
+        absent = await app_client.get(f"/collections/{name}/items/a", headers=bearer(BOOTSTRAP))
+        assert absent.status == 404
+    answer = await app_client.post("/transactions", json={"ops": ops[:1]}, headers=headers)
+    assert answer.status == 200
 
 
 async def test_missing_unknown_and_malformed_tokens_say_what_is_wrong(app_client: Client) -> None:

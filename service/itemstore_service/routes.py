@@ -215,6 +215,8 @@ async def transaction(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     token = idempotency_key(request)
     ops = await transaction_ops(request, config.limits)
+    for op in ops:  # one forbidden op refuses the whole transaction: nothing is written
+        require(request, Scope.READ if op.kind == "check" else Scope.WRITE, op.collection)
     written = await request.app[STORE].transact(ops, token=token)
     return json_response(
         {"results": [{} if record is None else {"etag": etag(record)} for record in written]}

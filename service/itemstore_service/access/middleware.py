@@ -72,23 +72,28 @@ def _authenticate(request: web.Request, ring: KeyRing, bootstrap: bytes | None) 
     return BOOTSTRAP if is_bootstrap else grant
 
 
-def _refusal(request: web.Request, grant: Grant, need: Need) -> str | None:
-    """Why ``grant`` may not do what ``need`` says, or None."""
+def _refusal(
+    request: web.Request, grant: Grant, need: Need, collection: str | None = None
+) -> str | None:
+    """Why ``grant`` may not do what ``need`` says (on ``collection``, by
+    default the one the path names), or None."""
     if need.scope is not None and not grant.allows(need.scope):
         return (
             f"key {grant.key_id} has the {grant.scope.name.lower()} scope;"
             f" this needs {need.scope.name.lower()}"
         )
-    name = request.match_info.get("name", "")
+    name = request.match_info.get("name", "") if collection is None else collection
     if need.collection and not grant.sees(name):
         return f"key {grant.key_id} may not use collection {name!r}"
     return None
 
 
-def require(request: web.Request, scope: Scope) -> None:
-    """Refuse with 403 unless the request's grant has ``scope`` (for what a
-    route needs beyond its row of ``ROUTE_NEEDS``, such as a batch that writes)."""
-    refusal = _refusal(request, request.get(GRANT, OPEN), Need(scope))
+def require(request: web.Request, scope: Scope, collection: str | None = None) -> None:
+    """Refuse with 403 unless the request's grant has ``scope``, and may use
+    ``collection`` when one is given: for what a route needs beyond its row
+    of ``ROUTE_NEEDS`` (a batch that writes, a transaction's ops)."""
+    need = Need(scope, collection=collection is not None)
+    refusal = _refusal(request, request.get(GRANT, OPEN), need, collection)
     if refusal is not None:
         raise Forbidden(refusal)
 

@@ -92,6 +92,9 @@ ROUTE_NEEDS: Final[Mapping[tuple[str, str], Need]] = {
     # A batch of gets only needs read; one that writes needs write (checked
     # on its ops, before anything is applied).
     ("POST", "/collections/{name}/batch"): READ,
+    ("POST", "/collections/{name}/query"): READ,
+    # Each op of a transaction names its collection: checked per op, as a batch.
+    ("POST", "/transactions"): Need(Scope.READ),
     ("GET", "/collections"): Need(Scope.READ),  # lists only what the key sees
     ("GET", "/collections/{name}"): READ,
     ("DELETE", "/collections/{name}"): ADMIN_OF_COLLECTION,
