@@ -24,7 +24,7 @@ def examples() -> list[str]:
 
 def test_docs_have_the_promised_examples() -> None:
     blocks = examples()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     assert any("Depends(users)" in b for b in blocks) and any("@users.handler" in b for b in blocks)
 
 
