@@ -55,6 +55,9 @@ Call = tuple[str, str, Any]  # method, path, JSON body (None: no body)
 ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
     (("GET", "/", None), (200, 200, 200, 200, 200)),
     (("GET", "/openapi.yaml", None), (200, 200, 200, 200, 200)),
+    (("GET", "/console", None), (308, 308, 308, 308, 308)),
+    (("GET", "/console/", None), (200, 200, 200, 200, 200)),
+    (("GET", "/console/console.js", None), (200, 200, 200, 200, 200)),
     (("GET", "/healthz", None), (200, 200, 200, 200, 200)),
     (("GET", "/readyz", None), (200, 200, 200, 200, 200)),
     (("GET", "/metrics", None), (401, 403, 403, 401, 200)),
@@ -86,6 +89,7 @@ ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
 def template(path: str) -> str:
     """The route template of one of the paths above."""
     path = re.sub(r"^/collections/users(?=/|$)", "/collections/{name}", path)
+    path = re.sub(r"^/console/.+$", "/console/{file}", path)
     return re.sub(r"/items/k$", "/items/{key}", path)
 
 
@@ -127,7 +131,9 @@ async def test_every_route_answers_each_kind_of_caller(app_client: Client) -> No
             data = None if body is None else orjson.dumps(body)
             if data is not None:
                 headers["Content-Type"] = "application/json"
-            answer = await app_client.request(method, path_now, data=data, headers=headers)
+            answer = await app_client.request(
+                method, path_now, data=data, headers=headers, allow_redirects=False
+            )
             assert answer.status == status, (method, path, who, await answer.text())
             if status in (401, 403) and method != "HEAD":
                 problem = await answer.json()
