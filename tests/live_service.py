@@ -4,12 +4,13 @@ real listening socket shows (timeouts, connection caps, memory)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +31,25 @@ class Served:
 
 
 @contextmanager
-def serve(data_dir: Path, *flags: str, log: Path | None = None) -> Iterator[Served]:
+def serve(
+    data_dir: Path, *flags: str, log: Path | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[Served]:
     """``itemstore serve`` on SQLite in ``data_dir`` on a free port of
-    127.0.0.1 with ``flags``, once /readyz answers; stopped with SIGTERM and
-    checked to exit cleanly. Its log lines go to the file ``log`` when given."""
+    127.0.0.1 with ``flags`` (and ``env`` added to the environment), once
+    /readyz answers; stopped with SIGTERM and checked to exit cleanly. Its log
+    lines go to the file ``log`` when given."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "itemstore_service", "serve", "--port", str(port)]
     command += ["--sqlite-path", str(data_dir / "items.sqlite3"), "--log-level", "warning"]
     log_file = open(log, "wb") if log else None  # noqa: SIM115 (closed below)
-    process = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=log_file)
+    process = subprocess.Popen(
+        [*command, *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        env={**os.environ, **(env or {})},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

@@ -16,6 +16,7 @@ import aioboto3
 import orjson
 import pytest
 
+from itemstore_service.app import create_app
 from itemstore_service.backends import dynamodb
 from itemstore_service.backends.base import Record
 from itemstore_service.backends.dynamodb import DynamoDBBackend
@@ -207,3 +208,18 @@ async def test_created_table_has_ttl_on_exp(
     items = await scan(raw_client, dynamodb_config.dynamodb_table)
     (item,) = [i for i in items if i["sk"]["S"] == "sk"]
     assert item["exp"] == {"N": "4000000000"}
+
+
+async def test_readyz_keeps_the_storage_error_out_of_its_answer(
+    dynamodb_config: Config, raw_client: Any, aiohttp_client: Any
+) -> None:
+    client = await aiohttp_client(create_app(dynamodb_config))
+    assert (await client.get("/readyz")).status == 200
+    await raw_client.delete_table(TableName=dynamodb_config.dynamodb_table)
+    answer = await client.get("/readyz")  # asked by anyone: no token needed
+    assert answer.status == 503
+    text = await answer.text()
+    assert dynamodb_config.dynamodb_table not in text and "ResourceNotFound" not in text
+    assert (await answer.json())["detail"] == (
+        "the dynamodb backend failed its check; the cause is in the server log"
+    )

@@ -250,3 +250,62 @@ def test_an_unusable_sqlite_path_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the bootstrap token ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", " ", "   ", "s3cret\n", "s3cret ", "two words", "caf\u00e9"])
+def test_a_token_that_could_never_be_sent_is_refused_at_start(token: str) -> None:
+    # An empty token used to leave the service open without a word; one with
+    # a newline or only spaces refused every request forever.
+    result = run_cli("serve", env={"ITEMSTORE_TOKEN": token})
+    assert result.returncode == 2
+    assert "--token must be 1 or more letters" in result.stderr
+    with pytest.raises(ConfigError, match="no spaces, newlines"):
+        Config(token=token)
+
+
+def test_the_token_file_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret-token\n")
+    assert parse("--token-file", str(path)).token == "s3cret-token"
+    with mock_env(ITEMSTORE_TOKEN_FILE=str(path)):
+        assert parse().token == "s3cret-token"
+    with pytest.raises(ConfigError, match="not both"):
+        parse("--token-file", str(path), "--token", "other")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        parse("--token-file", str(tmp_path / "missing"))
+
+
+def start_line(*argv: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """The first line the service prints and what it wrote on stderr, once
+    listening (then stopped)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "itemstore_service", "serve", "--port", port, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    return line, stderr
+
+
+def test_the_start_line_says_whether_auth_is_on(tmp_path: Path) -> None:
+    db = ("--sqlite-path", str(tmp_path / "db"))
+    line, _ = start_line(*db)
+    assert "auth off" in line and "worker(s))" in line
+    line, stderr = start_line(*db, env={"ITEMSTORE_TOKEN": "s3cret-token"})
+    assert "auth on" in line
+    assert "warning" not in stderr and "s3cret-token" not in line + stderr
+    # A token on the command line shows in ps: said at start.
+    line, stderr = start_line(*db, "--token", "s3cret-token")
+    assert "auth on" in line
+    assert "--token shows in the process list" in stderr and "--token-file" in stderr

@@ -83,11 +83,14 @@ class Api:
         json: Any = ...,
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        token: bool = True,
+        token: bool | str = True,
         follow_redirects: bool = True,
     ) -> Answer:
+        """``token``: send the app's token (True), none (False), or this one."""
         sent = dict(headers or {})
-        if token and self.token:
+        if isinstance(token, str):
+            sent["Authorization"] = f"Bearer {token}"
+        elif token and self.token:
             sent["Authorization"] = f"Bearer {self.token}"
         if json is not ...:
             data = orjson.dumps(json)
@@ -110,6 +113,14 @@ class Api:
         pointer, request_body = deref(f"/paths/{escape(template)}/{method.lower()}/requestBody")
         assert "application/json" in request_body["content"]
         check_schema(body, f"{pointer}/content/application~1json/schema")
+
+    async def new_key(self, **settings: Any) -> str:
+        """The token of a new access key with ``settings`` (made with the app's token)."""
+        sent = {"Authorization": f"Bearer {self.token}"}
+        response = await self.client.post("/keys", json=settings, headers=sent)
+        assert response.status == 201, await response.text()
+        token: str = (await response.json())["token"]
+        return token
 
     def backend_down(self) -> None:
         store = self.app[STORE]
@@ -216,15 +227,37 @@ async def put(api: Api, path: str, value: Any, status: int = 201) -> str:
 
 
 async def unauthorized_and_unavailable(
-    plain: Api, secured: Api, method: str, template: str, path: str, **body: Any
+    plain: Api,
+    secured: Api,
+    method: str,
+    template: str,
+    path: str,
+    *,
+    forbidden: bool = True,
+    unavailable: bool = True,
+    **body: Any,
 ) -> None:
-    """The 401 of the secured app and the 503 of a backend that is down."""
+    """The refusals of the secured app: 401 without a token, 403 to a read key
+    of another collection (unless ``forbidden`` is False: a route every key
+    may call), 429 to a key past its rate limit; and the 503 of a backend that
+    is down (when ``unavailable``)."""
     answer = await secured.call(method, template, path, 401, token=False, **body)
     assert method == "HEAD" or code(answer) == "unauthorized"
-    plain.backend_down()
-    answer = await plain.call(method, template, path, 503, **body)
-    if method != "HEAD":
-        assert code(answer) == "backend-unavailable"
+    if forbidden:
+        reader = await secured.new_key(name="reader", scope="read", collections=["elsewhere"])
+        answer = await secured.call(method, template, path, 403, token=reader, **body)
+        assert method == "HEAD" or code(answer) == "forbidden"
+    slow = await secured.new_key(name="slow", scope="admin", rate_limit=0.001, burst=1)
+    sent = {"Authorization": f"Bearer {slow}"}
+    await secured.client.request(method, path, headers=sent)  # takes the one request of its burst
+    answer = await secured.call(method, template, path, 429, token=slow, **body)
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert method == "HEAD" or code(answer) == "rate-limited"
+    if unavailable:
+        plain.backend_down()
+        answer = await plain.call(method, template, path, 503, **body)
+        if method != "HEAD":
+            assert code(answer) == "backend-unavailable"
 
 
 @driver("getServiceInfo")
@@ -277,9 +310,12 @@ async def drive_metrics(plain: Api, secured: Api) -> None:
     await plain.call("GET", ROOT, "/", 200)
     text = (await plain.call("GET", "/metrics", "/metrics", 200)).body.decode()
     assert 'itemstore_http_requests_total{method="GET",route="/",status="200"}' in text
-    await secured.call("GET", "/metrics", "/metrics", 200, token=False)
+    await secured.call("GET", "/metrics", "/metrics", 200)  # the bootstrap admin token
     answer = await plain.call("GET", "/metrics", "/metrics?name=x", 400)
     assert code(answer) == "unexpected-parameter"
+    await unauthorized_and_unavailable(
+        plain, secured, "GET", "/metrics", "/metrics", unavailable=False
+    )
 
 
 def refuse_all(api: Api) -> None:
@@ -336,7 +372,9 @@ async def drive_list_collections(plain: Api, secured: Api) -> None:
         "invalid-input"
     )
     await secured.call("GET", COLLECTIONS, "/collections", 200)
-    await unauthorized_and_unavailable(plain, secured, "GET", COLLECTIONS, "/collections")
+    await unauthorized_and_unavailable(
+        plain, secured, "GET", COLLECTIONS, "/collections", forbidden=False
+    )
 
 
 @driver("getCollection")
@@ -615,6 +653,59 @@ async def drive_transact(plain: Api, secured: Api) -> None:
     await plain.call("POST", TRANSACT, path, 413, data=body, headers=json_type)
     check = {"ops": [{"op": "check", "collection": "c", "key": "k", "if_none_match": "*"}]}
     await unauthorized_and_unavailable(plain, secured, "POST", TRANSACT, path, json=check)
+
+
+KEYS, KEY = "/keys", "/keys/{id}"
+
+
+@driver("createKey")
+async def drive_create_key(plain: Api, secured: Api) -> None:
+    settings = {"name": "app", "scope": "write", "collections": ["users", "orders-*"]}
+    created = (await secured.call("POST", KEYS, KEYS, 201, json=settings)).json()
+    assert created["token"].startswith(f"isk_{created['id']}_")
+    limited = {"name": "app", "scope": "read", "rate_limit": 2.5}
+    assert (await secured.call("POST", KEYS, KEYS, 201, json=limited)).json()["burst"] == 3
+    wrong = [{"name": "x", "scope": "owner"}, {"name": "x", "scope": {}}, {"scope": "read"}]
+    for bad in [*wrong, {**settings, "extra": 1}, {**settings, "collections": ["a/b"]}]:
+        assert code(await secured.call("POST", KEYS, KEYS, 400, json=bad)) == "invalid-input"
+    await secured.call("POST", KEYS, KEYS, 415, data=b"{}")
+    await secured.call("POST", KEYS, KEYS, 413, json={"name": "x" * 70_000, "scope": "read"})
+    # Without auth there is no admin to manage keys: refused, not a key that locks everyone out.
+    answer = await plain.call("POST", KEYS, KEYS, 403, json=settings)
+    assert "token" in answer.json()["detail"]
+    await unauthorized_and_unavailable(
+        plain, secured, "POST", KEYS, KEYS, json=settings, unavailable=False
+    )
+    secured.backend_down()
+    await secured.call("POST", KEYS, KEYS, 503, json=settings)
+
+
+@driver("listKeys")
+async def drive_list_keys(plain: Api, secured: Api) -> None:
+    settings = {"name": "app", "scope": "read", "collections": ["users"]}
+    created = (await secured.call("POST", KEYS, KEYS, 201, json=settings)).json()
+    listed = (await secured.call("GET", KEYS, KEYS, 200)).json()["keys"]
+    assert listed == [{k: v for k, v in created.items() if k != "token"}]
+    await unauthorized_and_unavailable(plain, secured, "GET", KEYS, KEYS, unavailable=False)
+    secured.backend_down()
+    await secured.call("GET", KEYS, KEYS, 503)
+
+
+@driver("revokeKey")
+async def drive_revoke_key(plain: Api, secured: Api) -> None:
+    created = (
+        await secured.call("POST", KEYS, KEYS, 201, json={"name": "a", "scope": "read"})
+    ).json()
+    path = f"/keys/{created['id']}"
+    await secured.call("GET", COLLECTIONS, "/collections", 200, token=created["token"])
+    revoked = (await secured.call("DELETE", KEY, path, 200)).json()
+    assert revoked["id"] == created["id"]
+    answer = await secured.call("GET", COLLECTIONS, "/collections", 401, token=created["token"])
+    assert "not valid" in answer.json()["detail"]
+    assert code(await secured.call("DELETE", KEY, path, 404)) == "key-not-found"
+    await unauthorized_and_unavailable(plain, secured, "DELETE", KEY, path, unavailable=False)
+    secured.backend_down()
+    await secured.call("DELETE", KEY, path, 503)
 
 
 # -- the tests ---------------------------------------------------------------------

@@ -187,7 +187,8 @@ async def test_an_unexpected_query_parameter_is_400_naming_it(
 async def test_every_route_refuses_a_query_parameter_it_does_not_take(client: Client) -> None:
     # The check runs before a body is read or storage is touched: no body needed.
     for method, template in ACCEPTED:
-        path = template.replace("{name}", "c").replace("{key}", "k").replace("{file}", "console.js")
+        path = template.replace("{name}", "c").replace("{key}", "k").replace("{id}", "k")
+        path = path.replace("{file}", "console.js")
         response = await client.request(method, path, params={"bogus": "1"})
         body = await problem(response, 400, "unexpected-parameter")
         assert body["parameter"] == "bogus", (method, template)

@@ -18,12 +18,14 @@ import pytest
 from itemstore import Client
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
-from tests.live_service import itemstore_serve
+from tests.live_service import itemstore_serve, serve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DOC_URL = "http://127.0.0.1:8080"
 OPS_ROUTES = {"/healthz", "/readyz", "/metrics"}  # documented in docs/deploy.md
 CONSOLE_ROUTES = {"/console", "/console/", "/console/{file}"}  # docs/console.md
+KEY_ROUTES = {"/keys", "/keys/{id}"}  # in the access keys example, on a service with a token
+ACCESS_EXAMPLE_URL = "B=${B:-http://127.0.0.1:8080}"
 
 
 def blocks(language: str) -> list[str]:
@@ -50,6 +52,11 @@ def empty(url: str) -> None:
             client.collection(name).clear()
 
 
+def access_example() -> str:
+    (example,) = [block for block in blocks("sh") if ACCESS_EXAMPLE_URL in block]
+    return example
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with itemstore_serve(tmp_path_factory.mktemp("readme")) as url:
@@ -64,8 +71,8 @@ def service(running: str) -> str:
 
 
 def test_the_curl_tour_covers_every_data_route() -> None:
-    tour = curl_tour()
-    lines = [line for line in tour.splitlines() if "curl" in line]
+    tour_lines = [line for line in curl_tour().splitlines() if "curl" in line]
+    access_lines = [line for line in access_example().splitlines() if "curl" in line]
     app = create_app(Config())
     for route in app.router.routes():
         resource = route.resource
@@ -75,6 +82,7 @@ def test_the_curl_tour_covers_every_data_route() -> None:
             continue  # aiohttp adds HEAD to every GET route
         if template in OPS_ROUTES | CONSOLE_ROUTES:
             continue
+        lines = access_lines if template in KEY_ROUTES else tour_lines
         pattern = re.escape("$B" + template)
         pattern = re.sub(r"\\\{[a-z]+\\\}", "[^/ ?\"']+", pattern) + r"(?=[ ?\"']|$)"
         method = route.method
@@ -171,3 +179,24 @@ def test_the_command_line_examples_run(tmp_path: Path) -> None:
                 "ada": {"name": "Ada", "visits": 12345678901234567890123},
                 42: ["the answer"],
             }
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_access_keys_example_runs_as_described(tmp_path: Path) -> None:
+    token = "readme-bootstrap-token"
+    with serve(tmp_path, env={"ITEMSTORE_TOKEN": token}) as served:
+        # Each call that prints its answer also prints its status.
+        script = "set -e\n" + re.sub(
+            r"^curl -s ", "curl -s -w ' %{http_code}\\n' ", access_example(), flags=re.MULTILINE
+        )
+        result = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "B": served.url, "ITEMSTORE_TOKEN": token},
+        )
+    assert result.returncode == 0, result.stderr
+    statuses = [line.rsplit(" ", 1)[-1] for line in result.stdout.splitlines()]
+    # KEY=$(...) is captured, not printed: the lines are the calls after it.
+    assert statuses == ["200", "200", "403", "403", "200", "200", "401"], result.stdout

@@ -17,24 +17,27 @@ from typing import TYPE_CHECKING, Any
 
 from itemstore_wire.contract import Key, Limits
 
-from ._protocol import Item
+from ._protocol import AccessKey, Item
 from ._retry import RetryPolicy
-from .client import Client, Collection, Session, Transaction
+from .client import Client, Collection, Keys, Session, Transaction
 from .errors import (
+    Forbidden,
     ItemstoreError,
     PreconditionFailed,
+    RateLimited,
     Unauthorized,
     Unavailable,
     ValidationError,
 )
 
 if TYPE_CHECKING:
-    from .aio import AsyncClient, AsyncCollection, AsyncSession, AsyncTransaction
+    from .aio import AsyncClient, AsyncCollection, AsyncKeys, AsyncSession, AsyncTransaction
     from .context import AsyncStorageContext, StorageContext, storage_context
 
 LAZY_EXPORTS = {
     "AsyncClient": "aio",
     "AsyncCollection": "aio",
+    "AsyncKeys": "aio",
     "AsyncSession": "aio",
     "AsyncTransaction": "aio",
     "AsyncStorageContext": "context",
@@ -44,18 +47,23 @@ LAZY_EXPORTS = {
 """Public names of the modules that are imported on first use only."""
 
 __all__ = [
+    "AccessKey",
     "AsyncClient",
     "AsyncCollection",
+    "AsyncKeys",
     "AsyncSession",
     "AsyncStorageContext",
     "AsyncTransaction",
     "Client",
     "Collection",
+    "Forbidden",
     "Item",
     "ItemstoreError",
     "Key",
+    "Keys",
     "Limits",
     "PreconditionFailed",
+    "RateLimited",
     "RetryPolicy",
     "Session",
     "StorageContext",

@@ -20,7 +20,15 @@ from itemstore_wire.exactjson import dumps, loads
 from ._batch import BatchOp, TransactionOp
 from ._keys import check_key, path_segment
 from ._retry import Replay, parse_retry_after
-from .errors import ItemstoreError, PreconditionFailed, Unauthorized, Unavailable, ValidationError
+from .errors import (
+    Forbidden,
+    ItemstoreError,
+    PreconditionFailed,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationError,
+)
 
 T = TypeVar("T")
 JSON = "application/json"
@@ -67,6 +75,35 @@ class Item:
 class Page(Generic[T]):
     entries: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """An access key as the service lists it. ``token`` is set only on the
+    key ``keys.create`` returns: the service shows it once, and keeps only a
+    hash of it."""
+
+    id: str
+    name: str
+    scope: str
+    collections: list[str] | None
+    rate_limit: float | None
+    burst: int | None
+    created_at: int
+    token: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> AccessKey:
+        return cls(
+            id=doc["id"],
+            name=doc["name"],
+            scope=doc["scope"],
+            collections=doc["collections"],
+            rate_limit=doc["rate_limit"],
+            burst=doc["burst"],
+            created_at=doc["created_at"],
+            token=doc.get("token"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +162,14 @@ def problem_error(response: Response, url: str) -> ItemstoreError:
         return ValidationError(detail, **kwargs)
     if status == 401:
         return Unauthorized(detail, **kwargs)
+    if status == 403:
+        return Forbidden(detail, **kwargs)
     if status == 412:
         return PreconditionFailed(detail, **kwargs)
     if status in (429, 502, 503, 504):
         after = parse_retry_after(response.headers.get("Retry-After"))
-        return Unavailable(detail, retry_after=after, **kwargs)
+        unavailable = RateLimited if status == 429 else Unavailable
+        return unavailable(detail, retry_after=after, **kwargs)
     return ItemstoreError(detail, **kwargs)
 
 
@@ -238,6 +278,37 @@ class Core:
             return Page([c["name"] for c in body["collections"]], body.get("next_cursor"))
 
         return Call(req, decode)
+
+    # -- access keys -------------------------------------------------------------------
+    def create_key(
+        self,
+        name: str,
+        scope: str,
+        collections: Sequence[str] | None,
+        rate_limit: float | None,
+        burst: int | None,
+    ) -> Call[AccessKey]:
+        settings: dict[str, Any] = {"name": name, "scope": scope}
+        if collections is not None:
+            settings["collections"] = list(collections)
+        if rate_limit is not None:
+            settings["rate_limit"] = rate_limit
+        if burst is not None:
+            settings["burst"] = burst
+        # Never replayed: a first run that took effect would leave a second key.
+        req = self._request("POST", "/keys", body=dumps(settings), replay=Replay.NEVER)
+        return Call(req, lambda r: AccessKey.from_json(self._json(req, r, 201)))
+
+    def list_keys(self) -> Call[list[AccessKey]]:
+        req = self._request("GET", "/keys")
+        return Call(
+            req, lambda r: [AccessKey.from_json(k) for k in self._json(req, r, 200)["keys"]]
+        )
+
+    def revoke_key(self, key_id: str) -> Call[AccessKey]:
+        path = "/keys/" + path_segment(key_id)
+        req = self._request("DELETE", path, replay=Replay.IF_NOT_APPLIED)
+        return Call(req, lambda r: AccessKey.from_json(self._json(req, r, 200)))
 
     # -- one item ----------------------------------------------------------------------
     def get(self, collection: str, key: Key, *, consistent: bool = False) -> Call[Item | None]:

@@ -6,7 +6,7 @@ coroutines and async iterators (the dict spellings ``c[k]``, ``len(c)`` ... are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
@@ -16,7 +16,7 @@ from ._async_transport import AsyncTransport
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import Call, Item, OpResult, expiry
+from ._protocol import AccessKey, Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._transaction import TransactionCollection, TransactionOps
 
@@ -59,6 +59,11 @@ class AsyncClient(BaseClient[AsyncTransport]):
     def session(self, name: str) -> AsyncSession:
         """A unit of work on one collection: cached reads, one batch of writes."""
         return AsyncSession(self, name)
+
+    @property
+    def keys(self) -> AsyncKeys:
+        """The service's access keys: ``create``, ``list``, ``revoke``."""
+        return AsyncKeys(self)
 
     def collections(self) -> AsyncIterator[str]:
         """Names of the collections that hold items, paged lazily."""
@@ -120,6 +125,38 @@ class _AsyncFlowMapping:
 
     async def clear(self) -> None:
         await self.client.run_flow(self._flows.clear())
+
+
+class AsyncKeys:
+    """``client.keys``: the service's access keys (an admin key's calls)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str,
+        scope: str,
+        *,
+        collections: Sequence[str] | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> AccessKey:
+        """A new key (``scope``: read, write or admin) whose ``token`` is shown
+        only here; ``collections``: names and ``*`` patterns (None: all);
+        ``rate_limit``: requests per second, in bursts of up to ``burst``."""
+        return await self._client.run(
+            self._client._core.create_key(name, scope, collections, rate_limit, burst)
+        )
+
+    async def list(self) -> list[AccessKey]:
+        """Every key, oldest first, without tokens."""
+        return await self._client.run(self._client._core.list_keys())
+
+    async def revoke(self, key_id: str) -> AccessKey:
+        """Revoke the key: at once here, within seconds on every replica.
+        Raises ``ItemstoreError`` (404 ``key-not-found``) for an unknown id."""
+        return await self._client.run(self._client._core.revoke_key(key_id))
 
 
 class AsyncCollection(_AsyncFlowMapping):

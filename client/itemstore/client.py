@@ -4,7 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import (
+    ItemsView,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
 from typing import Any, TypeVar
 
 from itemstore_wire.contract import Key, Limits
@@ -13,7 +21,7 @@ from . import _flows as flows
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import Call, Item, OpResult, expiry
+from ._protocol import AccessKey, Call, Item, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
 from ._transaction import TransactionCollection, TransactionOps
@@ -57,6 +65,11 @@ class Client(BaseClient[SyncTransport]):
         """A unit of work on one collection: cached reads, one batch of writes."""
         return Session(self, name)
 
+    @property
+    def keys(self) -> Keys:
+        """The service's access keys: ``create``, ``list``, ``revoke``."""
+        return Keys(self)
+
     def collections(self) -> Iterator[str]:
         """Names of the collections that hold items, paged lazily."""
         return self.stream(flows.collection_names(self._core))
@@ -82,6 +95,38 @@ class Client(BaseClient[SyncTransport]):
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.close()
+
+
+class Keys:
+    """``client.keys``: the service's access keys (an admin key's calls)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        name: str,
+        scope: str,
+        *,
+        collections: Sequence[str] | None = None,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+    ) -> AccessKey:
+        """A new key (``scope``: read, write or admin) whose ``token`` is shown
+        only here; ``collections``: names and ``*`` patterns (None: all);
+        ``rate_limit``: requests per second, in bursts of up to ``burst``."""
+        return self._client.run(
+            self._client._core.create_key(name, scope, collections, rate_limit, burst)
+        )
+
+    def list(self) -> list[AccessKey]:
+        """Every key, oldest first, without tokens."""
+        return self._client.run(self._client._core.list_keys())
+
+    def revoke(self, key_id: str) -> AccessKey:
+        """Revoke the key: at once here, within seconds on every replica.
+        Raises ``ItemstoreError`` (404 ``key-not-found``) for an unknown id."""
+        return self._client.run(self._client._core.revoke_key(key_id))
 
 
 class _FlowMapping(MutableMapping[Key, Any]):

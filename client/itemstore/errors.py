@@ -54,6 +54,10 @@ class Unauthorized(ItemstoreError):
     """401: the token is missing or wrong."""
 
 
+class Forbidden(ItemstoreError):
+    """403: the key is valid but its scope or collections do not allow this."""
+
+
 class PreconditionFailed(ItemstoreError):
     """412: a conditional write found the item in another state.
 
@@ -80,3 +84,8 @@ class Unavailable(ItemstoreError):
     def __init__(self, detail: str, *, retry_after: float | None = None, **problem: Any) -> None:
         super().__init__(detail, **problem)
         self.retry_after = retry_after
+
+
+class RateLimited(Unavailable):
+    """429: the key sent more requests than its rate limit allows (raised once
+    the SDK's retries, which wait ``retry_after`` seconds, are used up)."""

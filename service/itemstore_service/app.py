@@ -7,16 +7,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .access.keyring import KeyRing
+from .access.middleware import KEYRING, LIMITER, access_middleware, rate_limit_headers
+from .access.ratelimit import BucketTable, RateLimiter
+from .access.routes import routes as key_routes
 from .admission import ADMISSION, Admission, admission_middleware, queue_bound
 from .appkeys import CONFIG, STORE
-from .auth import auth_middleware
 from .backends import backend_module
 from .breaker import BREAKER, GuardedBackend, breaker_middleware
 from .config import Config
 from .connections import CONNECTIONS, ConnectionLimits, connection_middleware
 from .console import add_console_routes
+from .cors import cors_middleware
 from .deadlines import deadline_middleware
 from .health import add_health_routes
+from .listener import SERVER
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
 from .problems import problem_middleware
@@ -25,20 +30,24 @@ from .routes import routes
 from .store import Store
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.Application:
     """A ready-to-run application. The backend opens on startup; on cleanup
-    the store drains every queued write before the backend closes."""
-    # Observability is outermost so it sees the final status of every answer.
+    the store drains every queued write before the backend closes.
+    ``rate_buckets``: the rate-limit table shared by the workers of one host
+    (by default one of this process alone)."""
+    # Observability is outermost so it sees the final status of every answer;
+    # CORS headers go on every answer, problems included.
     middlewares: list[Middleware] = [
         observability_middleware(access_log=config.access_log),
         connection_middleware,
-        problem_middleware,
     ]
+    if config.cors_origins:
+        middlewares.append(cors_middleware(config.cors_origins))
+    middlewares.append(problem_middleware)
     # Admission first: a refused request costs no more than a counter.
     admission = Admission(config.max_inflight, config.max_queue_delay, config.max_loop_lag)
     middlewares.append(admission_middleware(admission))
-    if config.token:
-        middlewares.append(auth_middleware(config.token))
+    middlewares.append(access_middleware(config.token, config.metrics_port))
     middlewares.append(query_parameter_middleware)
     # Innermost: an open breaker refuses before the deadline starts; the
     # deadline covers the handler (body read, queue, backend calls).
@@ -51,6 +60,7 @@ def create_app(config: Config) -> web.Application:
         write_timeout=config.write_timeout,
     )
     app[ADMISSION] = admission
+    app[LIMITER] = RateLimiter(rate_buckets or BucketTable())
     backend = backend_module(config.backend)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
@@ -69,14 +79,23 @@ def create_app(config: Config) -> web.Application:
                 max_value_bytes=config.limits.max_value_bytes,
             )
             admission.queue_delay = app[STORE].queue_delay
-            yield
+            app[KEYRING] = KeyRing(app[STORE], refresh=config.key_refresh)
+            async for _ in app[KEYRING].keep_fresh():
+                yield
             await app[STORE].drain()
             await guarded.breaker.stop()
 
     app.cleanup_ctx.append(admission.watch_loop)
     app.cleanup_ctx.append(storage)
     app.add_routes(routes)
+    app.add_routes(key_routes)
     add_health_routes(app)
     if config.console:
         add_console_routes(app)
+    app.on_response_prepare.append(_answer_headers)
     return app
+
+
+async def _answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER
+    rate_limit_headers(request, response)

@@ -17,7 +17,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from itemstore_wire.contract import Limits
 
@@ -25,6 +25,9 @@ from . import __version__
 from .backends import BACKENDS, backend_module
 from .config import LOG_LEVELS, Config, ConfigError
 from .errors import ItemstoreError
+
+if TYPE_CHECKING:
+    from .access.ratelimit import BucketTable
 
 _TRUE = {"1", "true", "yes", "on"}
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
@@ -129,7 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(  # no default shown in --help: it would print ITEMSTORE_TOKEN
         "--token",
         default=argparse.SUPPRESS,
-        help="require 'Authorization: Bearer <token>' on data routes",
+        help="the bootstrap admin key: require 'Authorization: Bearer <token>' on every "
+        "route but /, /openapi.yaml, /healthz and /readyz. A token on the command line "
+        "shows in 'ps': prefer ITEMSTORE_TOKEN or --token-file",
+    )
+    option(
+        "token-file",
+        "file holding the bootstrap admin key (one trailing newline is ignored)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=(_env("cors-origin") or "").split() or None,
+        help="let pages of this origin (scheme://host[:port], or '*' for any) call the "
+        "service; repeatable (ITEMSTORE_CORS_ORIGIN: several separated by spaces)",
+    )
+    option(
+        "metrics-port",
+        "also serve /metrics, without a token, on this port (for the cluster network)",
+        type=int,
     )
     switch("no-coalesce", "one backend call per request (only to measure what batching buys)")
     option(
@@ -215,13 +236,39 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """The settings the parsed flags and ITEMSTORE_* variables name. Raises
     ConfigError for a bad value (argparse checks choices only on the command
     line, not on environment values)."""
-    if getattr(args, "token", None) is None:
-        args.token = _env("token")  # kept out of --help, which shows defaults
+    token = getattr(args, "token", None)
+    if token is not None and args.token_file:
+        raise ConfigError("give --token or --token-file, not both")
+    if args.token_file:
+        token = _read_token_file(args.token_file)
+    elif token is None:
+        token = _env("token")  # kept out of --help, which shows defaults
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    values["token"] = token
     limits = Limits(max_value_bytes=args.max_value_bytes, max_batch_bytes=args.max_batch_bytes)
     return Config(
-        **values, coalesce=not args.no_coalesce, console=not args.no_console, limits=limits
+        **values,
+        coalesce=not args.no_coalesce,
+        console=not args.no_console,
+        limits=limits,
+        cors_origins=tuple(args.cors_origin or ()),
     )
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--token-file {path!r} cannot be read: {exc}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def auth_summary(config: Config) -> str:
+    """What the start-up line says about auth."""
+    if config.token:
+        return "auth on: bootstrap admin token and access keys"
+    return "auth off unless access keys are stored: no token, anyone may read and write"
 
 
 def storage_config_from_args(args: argparse.Namespace) -> Config:
@@ -255,9 +302,12 @@ def _release_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
+def run_worker(
+    config: Config, on_listening: Callable[[], None], rate_buckets: BucketTable | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close (one process).
-    ``on_listening`` is called once the port is bound."""
+    ``on_listening`` is called once the port is bound; ``rate_buckets`` is
+    the rate-limit table shared by the workers of this host."""
     _hold_stop_signals()  # held already when started by serve(): the hold is inherited
     faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS ...) still writes its traceback
     import uvloop
@@ -269,7 +319,7 @@ def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
     from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
-    app = create_app(config)
+    app = create_app(config, rate_buckets)
 
     async def release_stop_signals(app: web.Application) -> None:
         # aiohttp installs its SIGTERM/SIGINT handlers before the app's
@@ -284,6 +334,7 @@ def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
             host=config.host,
             port=config.port,
             reuse_port=config.workers > 1,
+            metrics_port=config.metrics_port,
             shutdown_timeout=config.shutdown_timeout,
             loop=uvloop.new_event_loop(),
             on_listening=on_listening,
@@ -295,9 +346,11 @@ def run_worker(config: Config, on_listening: Callable[[], None]) -> None:
         sys.exit(1)
 
 
-def _run_worker_process(config: Config, listening: multiprocessing.connection.Connection) -> None:
+def _run_worker_process(
+    config: Config, listening: multiprocessing.connection.Connection, rate_buckets: BucketTable
+) -> None:
     """One of several workers: tells the parent through ``listening`` once it listens."""
-    run_worker(config, on_listening=lambda: listening.send_bytes(b"listening"))
+    run_worker(config, lambda: listening.send_bytes(b"listening"), rate_buckets)
 
 
 def _exit_with(problem: str) -> NoReturn:
@@ -351,18 +404,23 @@ def _all_listening(
 def serve(config: Config) -> None:
     """Run the service in this process (one worker) or in ``config.workers``
     processes started and watched from this one; exit with the first failure."""
+    rate_buckets = None
     if config.workers > 1:
         # multiprocessing starts its resource tracker with the first worker,
         # and lets SIGTERM/SIGINT through in this process as it does: start
         # it before the hold, so that the hold lasts and the workers inherit it.
         multiprocessing.resource_tracker.ensure_running()
+        from .access.ratelimit import BucketTable
+
+        rate_buckets = BucketTable(shared=True)  # one per host, for every worker
     _hold_stop_signals()
     where = backend_module(config.backend).describe(config)
 
     def announce() -> None:  # once listening: a port in use prints only the error
         print(
             f"itemstore {__version__} on http://{config.host}:{config.port} "
-            f"(backend {config.backend}: {where}, {config.workers} worker(s))",
+            f"(backend {config.backend}: {where}; {auth_summary(config)}; "
+            f"{config.workers} worker(s))",
             flush=True,
         )
 
@@ -378,7 +436,8 @@ def serve(config: Config) -> None:
     context = multiprocessing.get_context("spawn")
     pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
     workers = [
-        context.Process(target=_run_worker_process, args=(config, sender)) for _, sender in pipes
+        context.Process(target=_run_worker_process, args=(config, sender, rate_buckets))
+        for _, sender in pipes
     ]
     for worker in workers:
         worker.start()
@@ -430,6 +489,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = config_from_args(args)
         except ConfigError as exc:
             parser.error(str(exc))
+        if getattr(args, "token", None) is not None:
+            print(
+                "itemstore: warning: a token given as --token shows in the process list"
+                " (ps) of every user of this machine; pass it as ITEMSTORE_TOKEN or"
+                " --token-file instead",
+                file=sys.stderr,
+                flush=True,
+            )
         serve(config)
     elif args.command == "migrate":
         try:

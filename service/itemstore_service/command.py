@@ -1,7 +1,8 @@
-"""The ``itemstore`` command: ``serve`` runs the service (``cli``); the data
-commands (``datacli``) talk to a running one through the SDK. The server's
-modules are imported for ``serve`` only, so that the data commands run on the
-base install (the SDK) and start fast."""
+"""The ``itemstore`` command: ``serve`` runs the service and ``migrate``
+converts its storage (``cli``); the data commands (``datacli``) talk to a
+running one through the SDK. The server's modules are imported for ``serve``
+and ``migrate`` only, so that the data commands run on the base install (the
+SDK) and start fast."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from collections.abc import Sequence
 from . import __version__
 from .datacli import commands as data_commands
 
+SERVER_COMMANDS = {
+    "serve": "run the HTTP service",
+    "migrate": "convert storage written by an older itemstore to this one's format",
+}
+
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """Every command, and the data commands' own parsers by name; ``serve``'s
-    flags are in ``cli.build_parser``."""
+    """Every command, and the data commands' own parsers by name; the flags
+    of ``serve`` and ``migrate`` are in ``cli.build_parser``."""
     parser = argparse.ArgumentParser(
         prog="itemstore",
         description="itemstore: collections of JSON items by key, over HTTP.",
@@ -23,16 +29,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     parser.add_argument("--version", action="version", version=f"itemstore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the HTTP service", add_help=False)
+    for name, help in SERVER_COMMANDS.items():
+        commands.add_parser(name, help=help, add_help=False)
     return parser, data_commands.add_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["serve"]:
-        from .cli import main as serve
+    if args[:1] and args[0] in SERVER_COMMANDS:
+        from .cli import main as server_command
 
-        serve(args)
+        server_command(args)
         return
     parser, data_parsers = build_parser()
     if args[:1] and args[0] in data_parsers:

@@ -11,17 +11,20 @@ flags in ``cli``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from itemstore_wire.contract import Limits
 
+from .access.tokens import TOKEN68
 from .backends.registry import BACKENDS
 from .connections import default_max_connections
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 MAX_VALUE_BYTES: Final = 400_000  # a DynamoDB item holds at most 400 KB
+_ORIGIN: Final = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,14 @@ class Config:
     dynamodb_shards: int = 8
     workers: int = 1
     token: str | None = None
+    """The bootstrap admin key; None: auth is on only once access keys exist."""
+    key_refresh: float = 2.0
+    """Seconds between reloads of the access keys: the bound within which a
+    key revoked elsewhere stops working here."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may call the service (``*``: any); none: CORS off."""
+    metrics_port: int | None = None
+    """A second port serving only ``/metrics``, without a token."""
     coalesce: bool = True
     log_level: str = "info"
     access_log: bool = False
@@ -100,6 +111,24 @@ class Config:
             return f"--max-connections must be at least 1, not {self.max_connections}"
         if not 0 < self.port < 65536:
             return f"--port must be 1..65535, not {self.port}"
+        if self.token is not None and not TOKEN68.fullmatch(self.token):
+            return (
+                "--token must be 1 or more letters, digits or -._~+/ (no spaces, newlines or"
+                " other characters); an empty token would leave the service open: leave it out"
+                " to run without one"
+            )
+        if not self.key_refresh > 0:
+            return f"key_refresh must be more than 0 seconds, not {self.key_refresh}"
+        if self.metrics_port is not None and not (
+            0 < self.metrics_port < 65536 and self.metrics_port != self.port
+        ):
+            return f"--metrics-port must be 1..65535 and not --port, not {self.metrics_port}"
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                return (
+                    f"--cors-origin must be '*' or scheme://host[:port]"
+                    f" (no path, no trailing '/'), not {origin!r}"
+                )
         if self.workers < 1:
             return f"--workers must be at least 1, not {self.workers}"
         if self.dynamodb_shards < 1:

@@ -74,6 +74,10 @@ class ItemNotFound(ItemstoreError):
     pass
 
 
+class KeyNotFound(ItemNotFound):
+    """No access key has the id asked for."""
+
+
 class PreconditionFailed(ItemstoreError):
     """A conditional write whose condition did not hold. ``current`` is the
     stored record (None when the item is absent)."""

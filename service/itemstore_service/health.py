@@ -8,12 +8,14 @@
   load balancers stop sending traffic while in-flight requests finish.
 * ``/metrics``: Prometheus text format (summed over all worker processes).
 
-These routes need no token (the auth middleware lets them through).
+``/healthz`` and ``/readyz`` need no token and say nothing about storage
+beyond up or down; ``/metrics`` needs an admin key, or the ``--metrics-port``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +27,8 @@ from .errors import BackendUnavailable, ItemstoreError, ShuttingDown
 from .observability.metrics import mark_process_dead, render_metrics
 
 PING_TIMEOUT: Final = 1.0
+
+log = logging.getLogger("itemstore.health")
 
 
 @dataclass(slots=True)
@@ -60,6 +64,7 @@ async def readyz(request: web.Request) -> web.Response:
     if store is None:
         raise BackendUnavailable("the backend is not open yet; retry shortly")
     backend = store.backend
+    retry_after: int | None = None
     try:
         async with asyncio.timeout(state.ping_timeout):
             await backend.ping()
@@ -67,13 +72,18 @@ async def readyz(request: web.Request) -> web.Response:
         raise BackendUnavailable(
             f"the {backend.name} backend did not answer within {state.ping_timeout:g} s"
         ) from None
-    except ItemstoreError:
-        raise
+    except ItemstoreError as error:  # the breaker's Retry-After is kept
+        reason, retry_after = error.detail, error.retry_after
     except Exception as exc:
-        raise BackendUnavailable(
-            f"the {backend.name} backend failed its ping: {type(exc).__name__}"
-        ) from exc
-    return web.json_response({"status": "ready", "backend": backend.name})
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        return web.json_response({"status": "ready", "backend": backend.name})
+    # Anyone may ask: the storage's own words (a table name, a path) stay in the log.
+    log.warning("not ready: the %s backend failed its ping: %s", backend.name, reason)
+    raise BackendUnavailable(
+        f"the {backend.name} backend failed its check; the cause is in the server log",
+        retry_after=retry_after,
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

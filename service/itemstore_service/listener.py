@@ -10,10 +10,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Final
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from .connections import CONNECTIONS
+from .errors import ItemstoreError
+from .problems import MalformedRequest, from_error
+
+SERVER: Final = "itemstore"
+"""The ``Server`` header: no Python or aiohttp version for a scanner to match."""
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, except for a request it cannot parse or
+    serve: aiohttp answers it in plain text that echoes the offending header
+    line (a token included); this answers problem+json naming only the kind
+    of error."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if answered
+        if status < 500:
+            kind = f" ({type(exc).__name__})" if exc is not None else ""
+            error: ItemstoreError = MalformedRequest(
+                f"the request is not well-formed HTTP{kind}; nothing was done"
+            )
+        else:
+            error = ItemstoreError("unexpected error; see the server log")
+        response = from_error(error)
+        response.set_status(status)
+        response.headers["Server"] = SERVER
+        response.force_close()
+        return response
+
+
+def _problem_handler(make: web.Server) -> RequestHandler:
+    handler = make()
+    handler.__class__ = ProblemRequestHandler  # same layout: only handle_error differs
+    return handler
 
 
 class CannotListen(Exception):
@@ -54,7 +98,7 @@ class GuardedTCPSite(web.BaseSite):
         assert server is not None  # the runner is set up: BaseSite checked it
         limits = self._app[CONNECTIONS]
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: limits.protocol_factory(server),
+            lambda: limits.protocol_factory(lambda: _problem_handler(server)),
             self._host,
             self._port,
             backlog=self._backlog,
@@ -72,12 +116,14 @@ def run_guarded(
     shutdown_timeout: float,
     loop: asyncio.AbstractEventLoop,
     on_listening: Callable[[], None],
+    metrics_port: int | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then shut down as ``web.run_app``
     does: stop listening, finish in-flight requests (up to
     ``shutdown_timeout``), run the app's cleanup, close the loop.
     ``on_listening`` is called once the port is bound; CannotListen is raised
-    when it cannot be."""
+    when it cannot be. With ``metrics_port``, the app listens there too (it
+    serves only /metrics there)."""
     asyncio.set_event_loop(loop)
     runner = web.AppRunner(
         app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout
@@ -89,6 +135,9 @@ def run_guarded(
             site = GuardedTCPSite(runner, host, port, reuse_port=reuse_port)
             try:
                 await site.start()
+                if metrics_port is not None:  # the app serves only /metrics there
+                    metrics = GuardedTCPSite(runner, host, metrics_port, reuse_port=reuse_port)
+                    await metrics.start()
             except OSError as exc:
                 raise CannotListen(exc) from exc
             on_listening()

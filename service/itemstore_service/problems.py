@@ -30,6 +30,7 @@ from .errors import (
     InvalidTransaction,
     ItemNotFound,
     ItemstoreError,
+    KeyNotFound,
     Overloaded,
     PatchConflict,
     PreconditionFailed,
@@ -48,11 +49,23 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class Unauthorized(ItemstoreError):
-    """The request lacks the service token."""
+    """The request carries no token, or one that is not valid."""
+
+
+class Forbidden(ItemstoreError):
+    """A valid key asked for what its scope or collections do not allow."""
+
+
+class RateLimited(ItemstoreError):
+    """The key sent more requests than its rate limit allows."""
 
 
 class RouteNotFound(ItemstoreError):
     pass
+
+
+class MalformedRequest(ItemstoreError):
+    """A request aiohttp's parser refused (answered before any handler runs)."""
 
 
 class MethodNotAllowed(ItemstoreError):
@@ -96,8 +109,11 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     UnexpectedQueryParameter: Problem(400, "unexpected-parameter", "Unexpected query parameter"),
     InvalidQuery: Problem(400, "invalid-query", "Invalid query"),
     QueryTooBroad: Problem(400, "query-too-broad", "Query scans too many items"),
-    Unauthorized: Problem(401, "unauthorized", "Missing or wrong bearer token"),
+    MalformedRequest: Problem(400, "malformed-request", "Malformed HTTP request"),
+    Unauthorized: Problem(401, "unauthorized", "Missing or invalid bearer token"),
+    Forbidden: Problem(403, "forbidden", "Not allowed for this key"),
     ItemNotFound: Problem(404, "item-not-found", "No item with this key"),
+    KeyNotFound: Problem(404, "key-not-found", "No access key with this id"),
     RouteNotFound: Problem(404, "not-found", "No such route"),
     MethodNotAllowed: Problem(405, "method-not-allowed", "Method not allowed on this route"),
     PreconditionFailed: Problem(412, "precondition-failed", "Precondition failed"),
@@ -106,6 +122,7 @@ PROBLEMS: Final[Mapping[type[ItemstoreError], Problem]] = {
     ),
     ValueTooLarge: Problem(413, "value-too-large", "Value or request too large"),
     UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
+    RateLimited: Problem(429, "rate-limited", "Rate limit exceeded", retry_after=1),
     BackendUnavailable: Problem(
         503, "backend-unavailable", "Storage backend unavailable", retry_after=1
     ),

@@ -39,6 +39,9 @@ ACCEPTED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/collections"): frozenset({"limit", "cursor"}),
     ("GET", "/collections/{name}"): frozenset(),
     ("DELETE", "/collections/{name}"): frozenset(),
+    ("POST", "/keys"): frozenset(),
+    ("GET", "/keys"): frozenset(),
+    ("DELETE", "/keys/{id}"): frozenset(),
 }
 """(method, route template) → the names of the query parameters it accepts.
 HEAD accepts what GET does; a route missing here accepts none."""

@@ -19,6 +19,8 @@ from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import exact
 
 from . import __version__
+from .access.middleware import GRANT, OPEN, require
+from .access.scopes import Scope
 from .appkeys import CONFIG, STORE
 from .backends.base import Record
 from .errors import InvalidInput
@@ -245,6 +247,8 @@ async def batch(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     name = collection_name(request)
     ops = await batch_ops(request, config.limits)
+    if any(op.kind != "get" for op in ops):  # refused whole: nothing is applied
+        require(request, Scope.WRITE)
     minimal = prefers_minimal(request)
     results = await request.app[STORE].batch(name, ops, blind=minimal)
     answers = [_op_answer(op, result) for op, result in zip(ops, results, strict=True)]
@@ -259,6 +263,8 @@ async def transaction(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     token = idempotency_key(request)
     ops = await transaction_ops(request, config.limits)
+    for op in ops:  # one forbidden op refuses the whole transaction: nothing is written
+        require(request, Scope.READ if op.kind == "check" else Scope.WRITE, op.collection)
     written = await request.app[STORE].transact(ops, token=token)
     return json_response(
         {"results": [{} if record is None else {"etag": etag(record)} for record in written]}
@@ -272,7 +278,9 @@ async def transaction(request: web.Request) -> web.Response:
 async def list_collections(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     names, next_cursor = await request.app[STORE].list_collections(
-        limit=page_size(request, config.limits), cursor=request.query.get("cursor") or None
+        limit=page_size(request, config.limits),
+        cursor=request.query.get("cursor") or None,
+        visible=request.get(GRANT, OPEN).sees,
     )
     return json_response(
         {"collections": [{"name": name} for name in names], "next_cursor": next_cursor}

@@ -381,14 +381,25 @@ class Store:
         return await self.backend.delete_collection(collection)
 
     async def list_collections(
-        self, *, limit: int, cursor: str | None = None
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        visible: Callable[[str], bool] = lambda name: True,
     ) -> tuple[list[str], str | None]:
-        """Names of collections that hold items, and the cursor of the next page."""
+        """Names of collections that hold items and that ``visible`` accepts,
+        and the cursor of the next page. Collections whose names the public
+        pattern cannot address (the service's own) are never listed."""
         after = decode_cursor(cursor, COLLECTION_NAME.fullmatch) if cursor else None
-        names = await self.backend.list_collections(after=after, limit=limit + 1)
-        if len(names) > limit:
-            return names[:limit], encode_cursor(names[limit - 1])
-        return names, None
+        names: list[str] = []
+        while True:
+            batch = await self.backend.list_collections(after=after, limit=limit + 1)
+            names += [n for n in batch if COLLECTION_NAME.fullmatch(n) and visible(n)]
+            if len(names) > limit:
+                return names[:limit], encode_cursor(names[limit - 1])
+            if len(batch) <= limit:
+                return names, None
+            after = batch[-1]
 
 
 def _queued(collection: str, op: Op, blind: bool) -> _Queued:

@@ -364,6 +364,12 @@ def _stored_value(value: object, limits: Limits) -> bytes:
     return stored
 
 
+async def json_document(request: web.Request, cap: int) -> Any:
+    """A small JSON body of at most ``cap`` bytes (settings, not a value), parsed."""
+    _check_json_content_type(request)
+    return _loads(await _body(request, cap), orjson.loads)
+
+
 async def batch_ops(request: web.Request, limits: Limits) -> list[Op]:
     """Every op of a batch body, or InvalidBatch listing each bad op: nothing
     of a batch is written unless all of it is valid. A body over

@@ -172,9 +172,13 @@ def test_probes_ports_and_service_match_the_app(image: Stage) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert {"/readyz", "/healthz", "/metrics"} <= routes
-    (port,) = container["ports"]
+    port, metrics = container["ports"]
     settings = by_kind("ConfigMap")["data"]
     assert port["containerPort"] == int(settings["ITEMSTORE_PORT"]) == image.expose[0]
+    # Prometheus scrapes the metrics port, which needs no token.
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert metrics["containerPort"] == int(settings["ITEMSTORE_METRICS_PORT"])
+    assert int(annotations["prometheus.io/port"]) == metrics["containerPort"]
     assert by_kind("Service")["spec"]["ports"][0]["targetPort"] == port["name"]
     env_from = container["envFrom"]
     assert {"configMapRef": {"name": by_kind("ConfigMap")["metadata"]["name"]}} in env_from

@@ -33,7 +33,7 @@ def requests_total(route: str, status: int) -> float:
     return REGISTRY.get_sample_value("itemstore_http_requests_total", labels) or 0.0
 
 
-async def test_probes_and_metrics_need_no_token_when_data_routes_do(
+async def test_probes_need_no_token_and_metrics_an_admin_when_data_routes_do(
     sqlite_config: Config, aiohttp_client: AiohttpClient
 ) -> None:
     client = await aiohttp_client(create_app(dataclasses.replace(sqlite_config, token="s3cret")))
@@ -41,7 +41,8 @@ async def test_probes_and_metrics_need_no_token_when_data_routes_do(
     assert (healthz.status, await healthz.json()) == (200, {"status": "ok"})
     readyz = await client.get("/readyz")
     assert (readyz.status, await readyz.json()) == (200, {"status": "ready", "backend": "sqlite"})
-    metrics = await client.get("/metrics")
+    assert (await client.get("/metrics")).status == 401  # open on --metrics-port only
+    metrics = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert metrics.status == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE itemstore_http_requests_total counter" in await metrics.text()

@@ -15,6 +15,7 @@ from itemstore import Client
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
 DOC_URL = "http://127.0.0.1:8080"
+ADMIN_TOKEN = 'os.environ["ITEMSTORE_TOKEN"]'
 
 
 def examples() -> list[str]:
@@ -23,11 +24,18 @@ def examples() -> list[str]:
 
 def test_docs_have_the_promised_examples() -> None:
     blocks = examples()
-    assert len(blocks) == 9
+    assert len(blocks) == 10
     assert any("Depends(users)" in b for b in blocks) and any("@users.handler" in b for b in blocks)
 
 
-@pytest.mark.parametrize("example", examples(), ids=[str(n) for n in range(1, len(examples()) + 1)])
+def open_examples() -> list[str]:
+    """The examples that run on a service without a token."""
+    return [example for example in examples() if ADMIN_TOKEN not in example]
+
+
+@pytest.mark.parametrize(
+    "example", open_examples(), ids=[str(n) for n in range(1, len(open_examples()) + 1)]
+)
 def test_each_example_runs_on_its_own(
     example: str, service_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -49,3 +57,14 @@ def test_each_example_runs_on_its_own(
         exec(code, {"__name__": "docs"})
     if itemstore.context._default is not None:
         itemstore.context._default.close()
+
+
+def test_docs_access_keys_example_runs(
+    token_service_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (block,) = [b for b in examples() if ADMIN_TOKEN in b]
+    monkeypatch.setenv("ITEMSTORE_TOKEN", "s3cret")  # the token of token_service_url
+    code = compile(block.replace(DOC_URL, token_service_url), str(DOC), "exec")
+    for _ in range(2):  # on its own, then on what it left
+        exec(code, {"__name__": "docs"})
+        assert "the read scope" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Logs: one JSON object per line on stderr, bearer tokens masked, the
-request id of the request being handled on every line written inside it."""
+request id and access key id of the request being handled on every line
+written inside it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "itemstore_request_id", default=None
 )
+
+KEY_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
+    "itemstore_key_id", default=None
+)
+"""The access key id of the request being handled (never its secret)."""
 
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _BLANK_RECORD: Final = logging.LogRecord("", 0, "", 0, "", None, None)
@@ -42,6 +48,9 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             doc["request_id"] = request_id
+        key_id = KEY_ID.get()
+        if key_id is not None:
+            doc["key_id"] = key_id
         for name, value in record.__dict__.items():
             if name not in _RECORD_FIELDS and not name.startswith("_"):
                 doc[name] = (

@@ -46,6 +46,12 @@ REQUEST_LATENCY: Final = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+KEY_REQUESTS: Final = Counter(
+    "itemstore_key_requests",
+    "Requests sent with a token, by access key id (bootstrap: the service token)"
+    " and status class (2xx, 4xx ...).",
+    ["key", "status"],
+)
 IN_FLIGHT: Final = Gauge(
     "itemstore_http_requests_in_flight",
     "Requests being handled now, by route template.",

@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge, Histogram
 
-from .logs import REQUEST_ID
-from .metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
+from .logs import KEY_ID, REQUEST_ID
+from .metrics import IN_FLIGHT, KEY_REQUESTS, REQUEST_LATENCY, REQUESTS
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 UNMATCHED_ROUTE: Final = "unmatched"
@@ -59,12 +59,13 @@ def _request_counter(method: str, route: str, status: int) -> Counter:
 def observability_middleware(*, access_log: bool = False) -> Middleware:
     """The outermost middleware: request id, metrics and (when ``access_log``)
     one ``itemstore.access`` log line per request with method, route, path,
-    status and duration; never headers, query strings or bodies."""
+    status, duration and access key id; never headers, query strings or bodies."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         token = REQUEST_ID.set(request_id)
+        key_token = KEY_ID.set(None)  # the access middleware names the key
         method = request.method if request.method in _METHODS else "other"
         route = route_label(request)
         in_flight, latency = _route_metrics(method, route)
@@ -89,6 +90,9 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
             in_flight.dec()
             _request_counter(method, route, status).inc()
             latency.observe(elapsed)
+            key_id = KEY_ID.get()
+            if key_id is not None:
+                KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx").inc()
             if access_log:
                 ACCESS_LOGGER.info(
                     "%s %s %d",
@@ -104,6 +108,7 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
                         "remote": request.remote,
                     },
                 )
+            KEY_ID.reset(key_token)
             REQUEST_ID.reset(token)
 
     return middleware

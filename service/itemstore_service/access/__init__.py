@@ -1,0 +1,1 @@
+"""Access keys: who may call which route on which collections, and how fast."""
