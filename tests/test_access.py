@@ -64,6 +64,7 @@ ROUTES: list[tuple[Call, tuple[int, int, int, int, int]]] = [
     (("GET", "/collections/users/items/k", None), (401, 200, 403, 401, 200)),
     (("HEAD", "/collections/users/items/k", None), (401, 200, 403, 401, 200)),
     (("PUT", "/collections/users/items/k", 1), (401, 403, 403, 401, 200)),
+    (("PATCH", "/collections/users/items/k", {"set": {}}), (401, 403, 403, 401, 200)),
     (("DELETE", "/collections/users/items/k", None), (401, 403, 403, 401, 200)),
     (("GET", "/collections/users/items", None), (401, 200, 403, 401, 200)),
     (("POST", "/collections/users/items", 1), (401, 403, 403, 401, 201)),

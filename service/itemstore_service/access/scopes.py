@@ -86,6 +86,7 @@ ROUTE_NEEDS: Final[Mapping[tuple[str, str], Need]] = {
     **{("GET", path): PUBLIC for path in CONSOLE_PATHS},
     ("GET", ITEM): READ,
     ("PUT", ITEM): WRITE,
+    ("PATCH", ITEM): WRITE,
     ("DELETE", ITEM): WRITE,
     ("GET", ITEMS): READ,
     ("POST", ITEMS): WRITE,
