@@ -48,6 +48,13 @@ async def app_client(any_config: Config, aiohttp_client: MakeClient) -> Client:
     return await aiohttp_client(create_app(secured(any_config)))
 
 
+@pytest.fixture
+def has_transactions(request: pytest.FixtureRequest) -> bool:
+    """Whether the backend runs transactions: dynalite implements no
+    TransactWriteItems (it answers 503 once access is granted)."""
+    return bool(request.node.callspec.params.get("any_config") != "dynalite")
+
+
 # -- every route, every kind of caller ------------------------------------------------
 
 WHO = ("none", "read", "write_outside", "revoked", "admin")
@@ -104,7 +111,9 @@ def test_the_table_and_the_matrix_cover_every_route_of_the_app(sqlite_config: Co
     assert served == {(m, template(p)) for (m, p, _), _ in ROUTES if m != "HEAD"}
 
 
-async def test_every_route_answers_each_kind_of_caller(app_client: Client) -> None:
+async def test_every_route_answers_each_kind_of_caller(
+    app_client: Client, has_transactions: bool
+) -> None:
     read = await new_key(app_client, name="r", scope="read", collections=["users"])
     write = await new_key(app_client, name="w", scope="write", collections=["orders-*"])
     admin = await new_key(app_client, name="a", scope="admin")
@@ -119,6 +128,8 @@ async def test_every_route_answers_each_kind_of_caller(app_client: Client) -> No
     }
     for (method, path, body), expected in ROUTES:
         for who, status in zip(WHO, expected, strict=True):
+            if path == "/transactions" and status not in (401, 403) and not has_transactions:
+                continue
             # The item exists before every call; a key to revoke is fresh.
             stored = await app_client.put(
                 "/collections/users/items/k", json=0, headers=bearer(BOOTSTRAP)
@@ -191,7 +202,9 @@ async def test_a_batch_with_one_forbidden_op_writes_nothing(app_client: Client) 
     assert (await count.json())["count"] == 0
 
 
-async def test_a_transaction_with_one_forbidden_op_writes_nothing(app_client: Client) -> None:
+async def test_a_transaction_with_one_forbidden_op_writes_nothing(
+    app_client: Client, has_transactions: bool
+) -> None:
     write = await new_key(app_client, name="w", scope="write", collections=["orders-*"])
     ops = [
         {"op": "put", "collection": "orders-1", "key": "a", "value": 1},
@@ -204,8 +217,9 @@ async def test_a_transaction_with_one_forbidden_op_writes_nothing(app_client: Cl
     for name in ("orders-1", "users"):
         absent = await app_client.get(f"/collections/{name}/items/a", headers=bearer(BOOTSTRAP))
         assert absent.status == 404
-    answer = await app_client.post("/transactions", json={"ops": ops[:1]}, headers=headers)
-    assert answer.status == 200
+    if has_transactions:
+        answer = await app_client.post("/transactions", json={"ops": ops[:1]}, headers=headers)
+        assert answer.status == 200
 
 
 async def test_missing_unknown_and_malformed_tokens_say_what_is_wrong(app_client: Client) -> None:
