@@ -5,6 +5,7 @@ bounded whatever the size."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,11 +13,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from itemstore import Client
+from itemstore_service.datacli import importing
+from itemstore_service.datacli.importing import Importer
+from itemstore_service.datacli.progress import ProgressLines
+from itemstore_service.datacli.records import Record
 from itemstore_wire.exactjson import dumps
 from tests.datacli.running import (
     Service,
@@ -409,3 +415,32 @@ def test_an_import_whose_service_stops_says_so_and_finishes_when_run_again(
         assert result.returncode == 0, result.stderr
         with Client(url) as client:
             assert client.collection("c").to_dict() == items
+
+
+def test_an_item_that_expires_while_it_is_sent_counts_as_expired(
+    service_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race cannot be timed on a real clock: the importer's clock is set
+    back 10 seconds for its first reading only (an injected fault), so a record
+    that expired 5 seconds ago is sent, the service refuses it as past, and
+    the importer, reading the real time again, counts it as expired."""
+    real_now = time.time()
+    readings = iter([real_now - 10])
+    clock = SimpleNamespace(time=lambda: next(readings, time.time()))
+    monkeypatch.setattr(importing, "time", clock)
+    told: list[str] = []
+    with Client(service_url) as client:
+        importer = Importer(
+            client,
+            mode="overwrite",
+            on_error="fail",
+            warn=told.append,
+            progress=ProgressLines(io.StringIO(), None),
+        )
+        importer.add("a", Record("c", "just-gone", 1, int(real_now) - 5))
+        importer.add("b", Record("c", "kept", 2))
+        tally = importer.finish()
+        importer.close()
+        assert (tally.written, tally.expired, tally.skipped) == (1, 1, 0)
+        assert told == []
+        assert client.collection("c").to_dict() == {"kept": 2}
