@@ -78,6 +78,8 @@ class TransactionOp:
         """The transaction op of a batch put or delete."""
         if op.kind == "get" or op.kind == "patch":
             raise ValueError(f"a transaction puts, deletes and checks; it has no {op.kind}")
+        if op.expire_at is not None:
+            raise ValueError("a transaction op sets no expiry")
         return cls(op.kind, collection, op.key, op.value)
 
 
