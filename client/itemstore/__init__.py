@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from itemstore_wire.contract import Key, Limits
 
-from ._protocol import AccessKey, Item
+from ._protocol import AccessKey, Item, ListedItem
 from ._retry import RetryPolicy
 from .client import Client, Collection, Keys, Session, Transaction
 from .errors import (
@@ -62,6 +62,7 @@ __all__ = [
     "Key",
     "Keys",
     "Limits",
+    "ListedItem",
     "PreconditionFailed",
     "RateLimited",
     "RetryPolicy",

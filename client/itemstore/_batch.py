@@ -21,15 +21,20 @@ _BODY_FIELD = {"put": b"value", "patch": b"change"}
 class BatchOp:
     """One op of a batch call: ``value`` is the already encoded JSON value of a
     put, or the update operations of a patch (``{"increment": {"n": 1}}``);
+    ``expire_at``: when a put's or patch's item expires (Unix seconds);
     ``encoded`` is the op as it goes on the wire (made once, here)."""
 
     kind: BatchKind
     key: Key
     value: bytes | None = None
+    expire_at: int | None = None
     encoded: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        head = dumps({"op": self.kind, "key": check_key(self.key)})
+        fields: dict[str, object] = {"op": self.kind, "key": check_key(self.key)}
+        if self.expire_at is not None:
+            fields["expire_at"] = self.expire_at
+        head = dumps(fields)
         if self.value is None:
             encoded = head
         else:
@@ -73,6 +78,8 @@ class TransactionOp:
         """The transaction op of a batch put or delete."""
         if op.kind == "get" or op.kind == "patch":
             raise ValueError(f"a transaction puts, deletes and checks; it has no {op.kind}")
+        if op.expire_at is not None:
+            raise ValueError("a transaction op sets no expiry")
         return cls(op.kind, collection, op.key, op.value)
 
 

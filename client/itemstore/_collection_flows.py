@@ -12,7 +12,7 @@ from itemstore_wire.exactjson import dumps
 from ._batch import BatchOp
 from ._flows import Emit, Flow, Stream, batch, collect, limits, mapped, pages
 from ._keys import check_key, lookup_key
-from ._protocol import Core, Expiry, Item, check_collection_name
+from ._protocol import Core, Expiry, Item, ListedItem, check_collection_name
 
 MISSING: Any = object()
 """The default of ``pop`` when none is given."""
@@ -173,7 +173,7 @@ class CollectionFlows:
             page = yield self.core.page(self.name, None, limit=1, keys_only=True)
             if not page.entries:
                 raise KeyError("popitem(): collection is empty")
-            key = page.entries[0][0]
+            key = page.entries[0].key
             item = yield self.core.delete(self.name, key)
             if item is not None:  # else another client took it first: try the next one
                 return key, item.value
@@ -189,16 +189,23 @@ class CollectionFlows:
         yield self.core.clear(self.name)
 
     # -- listings ------------------------------------------------------------------
-    def items(
+    def listed(
         self, prefix: str | None, page_size: int | None, keys_only: bool = False
-    ) -> Stream[tuple[Key, Any]]:
-        """Every ``(key, value)`` in key order, one page per call; ``prefix``
-        selects str keys starting with it; ``keys_only`` leaves values None."""
+    ) -> Stream[ListedItem]:
+        """Every item with its expiry in key order, one page per call;
+        ``prefix`` selects str keys starting with it; ``keys_only`` leaves
+        values None."""
         return pages(
             lambda cursor: self.core.page(
                 self.name, cursor, limit=page_size, prefix=prefix, keys_only=keys_only
             )
         )
+
+    def items(
+        self, prefix: str | None, page_size: int | None, keys_only: bool = False
+    ) -> Stream[tuple[Key, Any]]:
+        """Every ``(key, value)`` in key order (see ``listed``)."""
+        return mapped(self.listed(prefix, page_size, keys_only), _pairs_of)
 
     def keys(self, prefix: str | None, page_size: int | None) -> Stream[Key]:
         """Every key in key order, in pages of ``max_page_size`` unless told."""
@@ -207,6 +214,10 @@ class CollectionFlows:
 
     def values(self, prefix: str | None, page_size: int | None) -> Stream[Any]:
         return mapped(self.items(prefix, page_size), _values_of)
+
+
+def _pairs_of(page: list[ListedItem]) -> list[tuple[Key, Any]]:
+    return [(item.key, item.value) for item in page]
 
 
 def _keys_of(page: list[tuple[Key, Any]]) -> list[Key]:

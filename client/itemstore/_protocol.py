@@ -72,6 +72,16 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedItem:
+    """One entry of a listing: a key, its value (None when keys only) and
+    when the item expires (Unix seconds; None: never)."""
+
+    key: Key
+    value: Any
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     entries: list[T]
     next_cursor: str | None
@@ -451,8 +461,8 @@ class Core:
         limit: int | None = None,
         prefix: str | None = None,
         keys_only: bool = False,
-    ) -> Call[Page[tuple[Key, Any]]]:
-        """One listing page of ``(key, value)`` pairs (value None when keys_only)."""
+    ) -> Call[Page[ListedItem]]:
+        """One listing page (values None when keys_only)."""
         query = _paging(cursor, limit)
         if prefix:
             query.append(("prefix", prefix))
@@ -461,9 +471,11 @@ class Core:
         path = f"/collections/{check_collection_name(collection)}/items"
         req = self._request("GET", path, query)
 
-        def decode(r: Response) -> Page[tuple[Key, Any]]:
+        def decode(r: Response) -> Page[ListedItem]:
             body = self._json(req, r, 200)
-            entries = [(e["key"], e.get("value")) for e in body["items"]]
+            entries = [
+                ListedItem(e["key"], e.get("value"), e.get("expires_at")) for e in body["items"]
+            ]
             return Page(entries, body.get("next_cursor"))
 
         return Call(req, decode)

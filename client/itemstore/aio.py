@@ -16,7 +16,7 @@ from ._async_transport import AsyncTransport
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import AccessKey, Call, Item, OpResult, expiry
+from ._protocol import AccessKey, Call, Item, ListedItem, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._transaction import TransactionCollection, TransactionOps
 
@@ -262,6 +262,12 @@ class AsyncCollection(_AsyncFlowMapping):
     ) -> AsyncIterator[tuple[Key, Any]]:
         """Every ``(key, value)`` in key order; ``keys_only`` leaves values None."""
         return self.client.stream(self._flows.items(prefix, page_size, keys_only))
+
+    def iter_listed(
+        self, prefix: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[ListedItem]:
+        """Every item with its expiry, in key order (see ``Collection.iter_listed``)."""
+        return self.client.stream(self._flows.listed(prefix, page_size))
 
     def query(
         self,

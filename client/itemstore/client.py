@@ -21,7 +21,7 @@ from . import _flows as flows
 from ._batch import BatchOp
 from ._client_base import BaseClient
 from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
-from ._protocol import AccessKey, Call, Item, OpResult, expiry
+from ._protocol import AccessKey, Call, Item, ListedItem, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
 from ._transaction import TransactionCollection, TransactionOps
@@ -309,6 +309,13 @@ class Collection(_FlowMapping):
         """Every ``(key, value)`` in key order, one page per request; ``prefix``
         selects str keys starting with it; ``keys_only`` leaves values None."""
         return self.client.stream(self._flows.items(prefix, page_size, keys_only))
+
+    def iter_listed(
+        self, prefix: str | None = None, page_size: int | None = None
+    ) -> Iterator[ListedItem]:
+        """Every item as a ``ListedItem`` (key, value and ``expires_at``, Unix
+        seconds or None), in key order, one page per request."""
+        return self.client.stream(self._flows.listed(prefix, page_size))
 
     def query(
         self,

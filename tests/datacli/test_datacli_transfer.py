@@ -5,6 +5,7 @@ bounded whatever the size."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,11 +13,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from itemstore import Client
+from itemstore_service.datacli import importing
+from itemstore_service.datacli.importing import Importer
+from itemstore_service.datacli.progress import ProgressLines
+from itemstore_service.datacli.records import Record
 from itemstore_wire.exactjson import dumps
 from tests.datacli.running import (
     Service,
@@ -63,6 +69,24 @@ def stored(url: str) -> dict[str, list[tuple[type, Any, Any]]]:
         }
 
 
+def seed_expiring(url: str) -> dict[str, int | None]:
+    """A "sessions" collection: two items that expire (an hour and a day from
+    now) and one that never does; each key's expiry."""
+    now = int(time.time())
+    expiries: dict[str, int | None] = {"hour": now + 3600, "day": now + 86_400, "never": None}
+    with Client(url) as client:
+        sessions = client.collection("sessions")
+        for key, at in expiries.items():
+            sessions.set(key, {"user": key}, expire_at=at)
+    return expiries
+
+
+def expiries(url: str, collection: str) -> dict[Any, int | None]:
+    """Each key of ``collection`` and when its item expires, as the service lists them."""
+    with Client(url) as client:
+        return {item.key: item.expires_at for item in client.collection(collection).iter_listed()}
+
+
 def export(url: str, *collections: str) -> bytes:
     result = itemstore("export", *collections, url=url)
     assert result.returncode == 0, result.stderr
@@ -97,6 +121,29 @@ def test_export_then_import_into_an_empty_service_reproduces_every_item(
 
     assert expected["users"][0][:2] == (bool, False)  # keys kept their types
     assert (float, 2.0) in [entry[:2] for entry in expected["users"]]
+
+
+def test_export_then_import_keeps_every_items_expiry(new_service: Service, tmp_path: Path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    with new_service() as source:
+        expected = seed_expiring(source)
+        assert expiries(source, "sessions") == expected
+        dump.write_bytes(export(source))
+    records: dict[str, dict[str, Any]] = {
+        record["key"]: record
+        for record in json_lines(dump.read_bytes())
+        if isinstance(record, dict)
+    }
+    assert records["hour"]["expires_at"] == expected["hour"]
+    assert records["day"]["expires_at"] == expected["day"]
+    assert "expires_at" not in records["never"]
+
+    with new_service() as target:
+        result = itemstore("import", url=target, stdin=dump)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith(b"imported 3 items (3 written) in ")
+        assert expiries(target, "sessions") == expected
+        assert export(target) == dump.read_bytes()
 
 
 def test_import_decides_the_key_type_by_key_type(service_url: str) -> None:
@@ -234,14 +281,17 @@ def test_copy_from_a_sqlite_service_to_a_moto_one_checks_counts(
         moto_service(tmp_path / "to", moto_endpoint) as target,
     ):
         seed(source, ITEMS)
+        expected = seed_expiring(source)
         result = itemstore("copy", "--from", source, "--to", target)
         assert result.returncode == 0, result.stderr
         assert result.stderr.decode().splitlines()[1:] == [
             "empty-values: 3 items at --from, 3 at --to",
             "many: 1234 items at --from, 1234 at --to",
+            "sessions: 3 items at --from, 3 at --to",
             "users: 10 items at --from, 10 at --to",
         ]
         assert stored(target) == stored(source)
+        assert expiries(target, "sessions") == expected
 
         seed(target, {"users": {"only-at-target": 1}})
         seed(source, {"many": {"only-at-source": 1}})
@@ -313,23 +363,18 @@ def test_import_and_export_run_in_bounded_memory(tmp_path: Path) -> None:
         assert large - small < 8_000_000, peaks
 
 
-def test_expired_items_are_left_out_and_a_later_expiry_is_not_dropped(service_url: str) -> None:
+def test_an_expired_item_is_left_out_and_a_later_expiry_is_set(service_url: str) -> None:
+    later = int(time.time()) + 3600
     lines = [
         {"collection": "c", "key": "gone", "value": 1, "expires_at": 1_000_000_000},
-        {"collection": "c", "key": "later", "value": 2, "expires_at": int(time.time()) + 3600},
+        {"collection": "c", "key": "later", "value": 2, "expires_at": later},
         {"collection": "c", "key": "kept", "value": 3},
     ]
     dump = b"\n".join(map(dumps, lines))
-    result = itemstore("import", "--on-error", "skip", url=service_url, stdin=dump)
+    result = itemstore("import", url=service_url, stdin=dump)
     assert result.returncode == 0, result.stderr
-    told = result.stderr.decode().splitlines()
-    assert told[0] == (
-        "line 2: expires_at is in the future, and this itemstore cannot set an expiry yet: "
-        "drop the field (jq -c 'del(.expires_at)') to import the item without one; skipped"
-    )
-    assert told[1].startswith("imported 3 items (1 written, 1 expired, 1 skipped) in ")
-    with Client(service_url) as client:
-        assert client.collection("c").to_dict() == {"kept": 3}
+    assert result.stderr.startswith(b"imported 3 items (2 written, 1 expired) in ")
+    assert expiries(service_url, "c") == {"kept": None, "later": later}
 
 
 def test_an_import_whose_service_stops_says_so_and_finishes_when_run_again(
@@ -370,3 +415,32 @@ def test_an_import_whose_service_stops_says_so_and_finishes_when_run_again(
         assert result.returncode == 0, result.stderr
         with Client(url) as client:
             assert client.collection("c").to_dict() == items
+
+
+def test_an_item_that_expires_while_it_is_sent_counts_as_expired(
+    service_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race cannot be timed on a real clock: the importer's clock is set
+    back 10 seconds for its first reading only (an injected fault), so a record
+    that expired 5 seconds ago is sent, the service refuses it as past, and
+    the importer, reading the real time again, counts it as expired."""
+    real_now = time.time()
+    readings = iter([real_now - 10])
+    clock = SimpleNamespace(time=lambda: next(readings, time.time()))
+    monkeypatch.setattr(importing, "time", clock)
+    told: list[str] = []
+    with Client(service_url) as client:
+        importer = Importer(
+            client,
+            mode="overwrite",
+            on_error="fail",
+            warn=told.append,
+            progress=ProgressLines(io.StringIO(), None),
+        )
+        importer.add("a", Record("c", "just-gone", 1, int(real_now) - 5))
+        importer.add("b", Record("c", "kept", 2))
+        tally = importer.finish()
+        importer.close()
+        assert (tally.written, tally.expired, tally.skipped) == (1, 1, 0)
+        assert told == []
+        assert client.collection("c").to_dict() == {"kept": 2}

@@ -10,7 +10,15 @@ import uuid
 
 import pytest
 
-from itemstore import AsyncClient, Client, Collection, PreconditionFailed, ValidationError
+from itemstore import (
+    AsyncClient,
+    Client,
+    Collection,
+    ListedItem,
+    PreconditionFailed,
+    ValidationError,
+)
+from itemstore._batch import BatchOp, TransactionOp
 
 
 def test_patch_returns_the_new_value(coll: Collection) -> None:
@@ -142,3 +150,34 @@ async def test_async_expiring_writes(async_client: AsyncClient) -> None:
     await asyncio.sleep(2.1)
     assert await coll.get(key) is None
     assert await coll.get("k") == {"n": 2}  # the patch moved its expiry an hour away
+
+
+def test_listings_and_batch_puts_carry_expiry(coll: Collection) -> None:
+    at = int(time.time()) + 3600
+    coll.set("a", 1, expire_at=at)
+    coll.set("b", 2)
+    puts = [BatchOp("put", "c", b"3", expire_at=at + 60), BatchOp("put", "d", b"4")]
+    coll.client.batch(coll.name, puts)
+    listed = list(coll.iter_listed())
+    assert listed == [
+        ListedItem("a", 1, at),
+        ListedItem("b", 2, None),
+        ListedItem("c", 3, at + 60),
+        ListedItem("d", 4, None),
+    ]
+    assert list(coll.iter_items()) == [(item.key, item.value) for item in listed]
+    assert [item.value for item in coll.iter_listed(prefix="c")] == [3]
+    with pytest.raises(ValueError, match="no expiry"):  # not dropped silently
+        TransactionOp.of_batch(coll.name, puts[0])
+
+
+async def test_async_listings_carry_expiry(async_client: AsyncClient) -> None:
+    coll = async_client.collection(f"a-{uuid.uuid4().hex[:12]}")
+    at = int(time.time()) + 3600
+    await coll.set("a", 1, expire_at=at)
+    await coll.set("b", 2)
+    assert [item async for item in coll.iter_listed()] == [
+        ListedItem("a", 1, at),
+        ListedItem("b", 2, None),
+    ]
+    await coll.clear()

@@ -20,8 +20,8 @@ def export_records(client: Client, collections: Sequence[str]) -> Iterator[Recor
     """The records of ``collections`` (all when empty), in key order per collection."""
     page_size = client.limits().max_page_size
     for name in collection_names(client, collections):
-        for key, value in client.collection(name).iter_items(page_size=page_size):
-            yield Record(name, key, value)
+        for item in client.collection(name).iter_listed(page_size=page_size):
+            yield Record(name, item.key, item.value, item.expires_at)
 
 
 def write_records(records: Iterator[Record], out: BinaryIO) -> int:

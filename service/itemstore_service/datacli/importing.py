@@ -3,8 +3,10 @@
 Consecutive records of one collection go out together, ``max_batch_ops`` per
 call, a few calls in flight at once (the service commits concurrent batches
 together); memory holds those batches whatever the size of the input. Every
-write is a put by key: running an import again after an interruption writes
-the same items again (no duplicates), then the rest (no loss).
+write is a put by key, with the record's expiry as ``expire_at``: running an
+import again after an interruption writes the same items again (no
+duplicates), then the rest (no loss). Items already expired are left out, as
+gone.
 """
 
 from __future__ import annotations
@@ -28,12 +30,6 @@ Mode = Literal["overwrite", "create-only"]
 OnError = Literal["skip", "fail"]
 IN_FLIGHT = 4
 """Batch calls sent at once: enough for the service to commit several together."""
-NO_EXPIRY = (
-    "expires_at is in the future, and this itemstore cannot set an expiry yet: "
-    "drop the field (jq -c 'del(.expires_at)') to import the item without one"
-)
-"""Why an item that expires later is not imported: writing it without its
-expiry would keep it forever. Items already expired are left out, as gone."""
 
 
 class ImportFailed(Exception):
@@ -118,9 +114,7 @@ class Importer:
     def add(self, where: str, record: Record) -> None:
         """Queue ``record`` (``where`` names it in messages); a full batch is sent."""
         try:
-            if record.expires_at is not None and record.expires_at > time.time():
-                raise ValueError(NO_EXPIRY)
-            op = BatchOp("put", record.key, dumps(record.value))
+            op = BatchOp("put", record.key, dumps(record.value), record.expires_at)
         except (ValidationError, TypeError, ValueError) as exc:
             self._bad(where, str(getattr(exc, "detail", exc)))
             self._progress.advance(1)
@@ -167,10 +161,11 @@ class Importer:
 
     def _write(self, collection: str, pending: list[_Pending]) -> _Sent:
         """One batch, in a worker thread: its ops the service refuses are left
-        out and the rest sent again (with ``--on-error fail``, nothing is)."""
+        out and the rest sent again (with ``--on-error fail``, nothing is). An
+        op refused because its item expired meanwhile counts as expired."""
         sent = _Sent(len(pending))
         now = time.time()
-        live = [p for p in pending if p.record.expires_at is None or p.record.expires_at > now]
+        live = [p for p in pending if not _expired(p.record, now)]
         sent.expired = len(pending) - len(live)
         if self._mode == "create-only" and live:
             gets = [BatchOp("get", p.record.key) for p in live]
@@ -185,8 +180,15 @@ class Importer:
                 refused = _refused_ops(exc)
                 if not refused:
                     raise
-                sent.refused += [(live[i].where, detail) for i, detail in sorted(refused.items())]
-                if self._on_error == "fail":
+                now = time.time()
+                expired = {i for i in refused if _expired(live[i].record, now)}
+                sent.expired += len(expired)
+                sent.refused += [
+                    (live[i].where, detail)
+                    for i, detail in sorted(refused.items())
+                    if i not in expired
+                ]
+                if self._on_error == "fail" and len(expired) < len(refused):
                     return sent
                 live = [p for i, p in enumerate(live) if i not in refused]
             else:
@@ -206,6 +208,10 @@ def import_lines(importer: Importer, lines: Iterable[bytes]) -> Tally:
     for number, line in enumerate(lines, 1):
         importer.add_line(number, line)
     return importer.finish()
+
+
+def _expired(record: Record, now: float) -> bool:
+    return record.expires_at is not None and record.expires_at <= now
 
 
 def _refused_ops(error: ValidationError) -> dict[int, str]:
