@@ -15,6 +15,7 @@ from itemstore_service.config import Config
 from tests.live_service import serve
 
 CLIENTS = 200
+ATTEMPTS = 5
 COUNTER = "/collections/counters/items/hits"
 
 
@@ -26,10 +27,17 @@ async def increment_concurrently(urls: list[str]) -> Counter[int]:
         assert created.status == 201
 
         async def one(i: int) -> int:
+            """One increment; sent again after a refusal that says it was not
+            applied (503 overloaded), as a client does after its Retry-After."""
             url = urls[i % len(urls)] + COUNTER
-            async with session.patch(url, json={"increment": {"n": 1}}) as response:
-                await response.read()
-                return response.status
+            for _ in range(ATTEMPTS):
+                async with session.patch(url, json={"increment": {"n": 1}}) as response:
+                    body = await response.read()
+                    if response.status != 503 or b'"overloaded"' not in body:
+                        return response.status
+                    pause = float(response.headers["Retry-After"])
+                await asyncio.sleep(pause)
+            return 503
 
         statuses = Counter(await asyncio.gather(*(one(i) for i in range(CLIENTS))))
         for url in urls:  # every process reads the same total
