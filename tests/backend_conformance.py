@@ -483,6 +483,52 @@ class BackendConformance:
         found = await backend.get_many([key("a", 1), key("a", 3)], consistent=True)
         assert found == {key("a", 1): rec("uno", "v2")}  # nothing of the failed ones
 
+    async def test_transact_patches_what_it_reads(
+        self, backend: Backend, transactions: None
+    ) -> None:
+        """A patch op's update sees the item as stored and its result is
+        written with the rest; an update answering None fails the op (with
+        the record it saw); one answering the record it got writes nothing
+        (the transaction is there already)."""
+        far = int(time.time()) + 3600
+        await self._put(backend, {key("a", "n"): Record(b"1", "v1", expires_at=far)})
+
+        def plus_one(current: Record | None) -> Record | None:
+            if current is None:
+                return None
+            value = str(int(current.value) + 1).encode()
+            return Record(value, "v2", expires_at=current.expires_at)
+
+        ops = [TxOp(key("a", "n"), "patch", update=plus_one), TxOp(key("b", 1), "put", rec(0, "w"))]
+        written = await backend.transact(ops, token=None)
+        assert written == {key("a", "n"): Record(b"2", "v2", expires_at=far)}
+        found = await backend.get_many([key("a", "n"), key("b", 1)], consistent=True)
+        assert found == {
+            key("a", "n"): Record(b"2", "v2", expires_at=far),
+            key("b", 1): rec(0, "w"),
+        }
+
+        failing = [
+            TxOp(key("b", 2), "put", rec(3, "v3")),
+            TxOp(key("a", "n"), "patch", update=lambda current: None),
+        ]
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact(failing, token=None)
+        assert (failed.value.index, failed.value.current) == (1, Record(b"2", "v2", expires_at=far))
+        with pytest.raises(TransactionFailed) as failed:
+            await backend.transact([TxOp(key("a", "gone"), "patch", update=plus_one)], token=None)
+        assert (failed.value.index, failed.value.current) == (0, None)
+
+        applied = [
+            TxOp(key("b", 3), "put", rec(3, "v3")),
+            TxOp(key("a", "n"), "patch", update=lambda current: current),
+        ]
+        assert await backend.transact(applied, token=None) == {
+            key("a", "n"): Record(b"2", "v2", expires_at=far)
+        }
+        found = await backend.get_many([key("b", 2), key("b", 3)], consistent=True)
+        assert found == {}
+
     # -- scans (queries) ----------------------------------------------------
 
     async def test_scan_filters_with_every_op_as_the_reference_does(self, backend: Backend) -> None:

@@ -23,8 +23,10 @@ from itemstore_service.backends.dynamodb import DynamoDBBackend
 from itemstore_service.backends.dynamodb_sigv4 import Credentials
 from itemstore_service.backends.dynamodb_wire import DynamoDBWire, WirePolicy
 from itemstore_service.config import Config
-from itemstore_service.errors import BackendUnavailable
+from itemstore_service.errors import BackendUnavailable, Contended
 from itemstore_service.keys import encode_key
+from itemstore_service.patching import parse_operations
+from itemstore_service.transactions import TransactionOp, run_transaction
 from tests.backend_conformance import BackendConformance, Opener
 
 
@@ -223,3 +225,38 @@ async def test_readyz_keeps_the_storage_error_out_of_its_answer(
     assert (await answer.json())["detail"] == (
         "the dynamodb backend failed its check; the cause is in the server log"
     )
+
+
+async def test_a_write_between_a_transaction_read_and_its_write_fails_it_whole(
+    moto_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction's patch is put on the condition that the item is still
+    at the version it read: another writer landing in between fails the
+    transaction (Contended, retry) rather than being lost. The other writer
+    is injected right after the read (a fake around the real read, as no
+    real client can be timed into that gap); its write is real."""
+    async with dynamodb.open(moto_config) as backend:
+        item = ("stats", encode_key("n"))
+        await backend.write_many({item: Record(b'{"n":1}', "v1")}, [], previous=())
+        read = backend._get_many
+
+        async def read_then_other_writer(*args: Any, **kwargs: Any) -> Any:
+            found = await read(*args, **kwargs)
+            monkeypatch.undo()  # once
+            await backend.write_many({item: Record(b'{"n":10}', "other")}, [], previous=())
+            return found
+
+        monkeypatch.setattr(backend, "_get_many", read_then_other_writer)
+        ops = [
+            TransactionOp("put", "log", "e", b"1"),
+            TransactionOp("patch", "stats", "n", change=parse_operations({"increment": {"n": 1}})),
+        ]
+        with pytest.raises(Contended) as contended:
+            await run_transaction(backend, ops, token=None, max_value_bytes=1000)
+        assert contended.value.extra == {"index": 1}
+        assert "retry" in contended.value.detail
+        found = await backend.get_many([item, ("log", encode_key("e"))], consistent=True)
+        assert found == {item: Record(b'{"n":10}', "other")}  # the other write, and nothing else
+        # Sent again, it applies to what is there now.
+        assert await run_transaction(backend, ops, token=None, max_value_bytes=1000)
+        assert (await backend.get_many([item], consistent=True))[item].value == b'{"n":11}'

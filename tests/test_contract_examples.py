@@ -172,7 +172,7 @@ class Outage:
     ) -> Scanned:
         raise self._fail()
 
-    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> Records:
         raise self._fail()
 
     async def count(self, collection: str) -> int:

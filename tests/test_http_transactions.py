@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -137,7 +139,23 @@ async def test_idempotency_key_applies_a_retry_once(
     ("ops", "detail"),
     [
         ([{"op": "put", "collection": "c", "key": "a"}], "put op has no value"),
-        ([{"op": "patch", "collection": "c", "key": "a"}], "op must be put, delete, check"),
+        ([{"op": "merge", "collection": "c", "key": "a"}], "op must be put, patch, delete, check"),
+        ([{"op": "patch", "collection": "c", "key": "a"}], 'takes "change"'),
+        ([{"op": "patch", "collection": "c", "key": "a", "change": {"add": {}}}], "add"),
+        (
+            [{"op": "patch", "collection": "c", "key": "a", "merge": {}, "if_none_match": "*"}],
+            "if_match only",
+        ),
+        (
+            [{"op": "put", "collection": "c", "key": "a", "value": 1, "merge": {}}],
+            "takes no change",
+        ),
+        ([{"op": "delete", "collection": "c", "key": "a", "expire_in": 5}], "takes no expire_in"),
+        ([{"op": "put", "collection": "c", "key": "a", "value": 1, "expire_in": 0}], "at least 1"),
+        (
+            [{"op": "patch", "collection": "c", "key": "a", "merge": {}, "expire_at": 1}],
+            "in the future",
+        ),
         ([{"op": "check", "collection": "c", "key": "a"}], "needs if_match or if_none_match"),
         ([{"op": "delete", "collection": "c", "key": "a", "if_none_match": "*"}], "if_match only"),
         ([{"op": "delete", "collection": "c/d", "key": "a"}], "collection must be"),
@@ -170,3 +188,104 @@ async def test_the_op_limit_is_published_and_enforced(tx_client: Client) -> None
     ops = [{"op": "put", "collection": "c", "key": i, "value": i} for i in range(limit + 1)]
     assert "at most 100 ops" in (await transact(tx_client, ops, 400))["detail"]
     assert len((await transact(tx_client, ops[:limit]))["results"]) == limit
+
+
+async def test_patch_ops_and_expiry_apply_with_the_rest(tx_client: Client) -> None:
+    await put(tx_client, "stats", "n", {"users": 1, "tags": ["a"]})
+    profile = await put(tx_client, "users", "ada", {"name": "Ada", "city": "Paris"})
+    before = time.time()
+    answer = await transact(
+        tx_client,
+        [
+            {
+                "op": "patch",
+                "collection": "stats",
+                "key": "n",
+                "change": {"increment": {"users": 1}, "append": {"tags": ["b"]}},
+            },
+            {
+                "op": "patch",
+                "collection": "users",
+                "key": "ada",
+                "merge": {"city": None},
+                "if_match": profile,
+                "expire_in": 60,
+            },
+            {
+                "op": "put",
+                "collection": "users",
+                "key": "bob",
+                "value": 1,
+                "expire_at": int(before) + 120,
+            },
+        ],
+    )
+    results = answer["results"]
+    assert results[0]["value"] == {"users": 2, "tags": ["a", "b"]}
+    assert results[1]["value"] == {"name": "Ada"}
+    assert sorted(results[2]) == ["etag"]
+    for collection, key, result in [("stats", "n", results[0]), ("users", "ada", results[1])]:
+        response = await tx_client.get(f"/collections/{collection}/items/{key}")
+        assert (await response.json(), response.headers["ETag"]) == (
+            result["value"],
+            result["etag"],
+        )
+    ada = await tx_client.get("/collections/users/items/ada")
+    assert (
+        before + 60 <= parsedate_to_datetime(ada.headers["Expires"]).timestamp() <= time.time() + 61
+    )
+    bob = await tx_client.get("/collections/users/items/bob")
+    assert parsedate_to_datetime(bob.headers["Expires"]).timestamp() == int(before) + 120
+    # A patch without an expiry keeps the item's.
+    await transact(
+        tx_client,
+        [{"op": "patch", "collection": "users", "key": "ada", "change": {"set": {"n": 1}}}],
+    )
+    again = await tx_client.get("/collections/users/items/ada")
+    assert again.headers["Expires"] == ada.headers["Expires"]
+
+
+@pytest.mark.parametrize(
+    ("op", "status", "code"),
+    [
+        ({"key": "absent", "change": {"increment": {"n": 1}}}, 412, "precondition-failed"),
+        (
+            {"key": "n", "change": {"increment": {"n": 1}}, "if_match": '"stale"'},
+            412,
+            "precondition-failed",
+        ),
+        ({"key": "n", "change": {"increment": {"name": 1}}}, 400, "patch-conflict"),
+        ({"key": "n", "change": {"set": {"big": "x" * 500_000}}}, 413, "value-too-large"),
+    ],
+)
+async def test_a_patch_that_does_not_apply_fails_the_whole_transaction(
+    tx_client: Client, op: dict[str, Any], status: int, code: str
+) -> None:
+    """As a lone PATCH would fail, naming the op; an absent item fails the
+    patch's own condition (it must exist), with no current value."""
+    etag = await put(tx_client, "stats", "n", {"n": 1, "name": "x"})
+    ops = [
+        {"op": "put", "collection": "log", "key": "e", "value": 1},
+        {"op": "patch", "collection": "stats", **op},
+    ]
+    answer = await transact(tx_client, ops, status)
+    assert (answer["code"], answer["index"]) == (code, 1)
+    assert "op 1 (patch of" in answer["detail"] and "nothing was written" in answer["detail"]
+    if status == 412 and op["key"] == "n":
+        assert (answer["current"], answer["etag"]) == ({"n": 1, "name": "x"}, etag)
+    assert await get(tx_client, "log", "e") is None
+    assert await get(tx_client, "stats", "n") == {"n": 1, "name": "x"}
+
+
+async def test_a_retried_patch_transaction_counts_once(tx_client: Client) -> None:
+    """A retry with its Idempotency-Key reads the item at the version the
+    first attempt wrote (derived from the key and the transaction): it is
+    answered as the first time and the increment is not applied again, on
+    SQLite by the remembered key, on DynamoDB by that version."""
+    await put(tx_client, "stats", "hits", {"n": 1})
+    ops = [{"op": "patch", "collection": "stats", "key": "hits", "change": {"increment": {"n": 1}}}]
+    key = {"Idempotency-Key": "9a1e-count-once"}
+    first = await transact(tx_client, ops, headers=key)
+    assert await transact(tx_client, ops, headers=key) == first
+    assert await get(tx_client, "stats", "hits") == {"n": 2}
+    assert (await transact(tx_client, ops))["results"][0]["value"] == {"n": 3}

@@ -27,6 +27,7 @@ from .errors import InvalidInput
 from .etags import etag, if_match, if_none_match_any, none_match
 from .operations import Op, OpResult, Outcome
 from .problems import error_members, problem_for
+from .transactions import TransactionOp
 from .validation import (
     batch_ops,
     collection_name,
@@ -267,8 +268,17 @@ async def transaction(request: web.Request) -> web.Response:
         require(request, Scope.READ if op.kind == "check" else Scope.WRITE, op.collection)
     written = await request.app[STORE].transact(ops, token=token)
     return json_response(
-        {"results": [{} if record is None else {"etag": etag(record)} for record in written]}
+        {"results": [_tx_answer(op, record) for op, record in zip(ops, written, strict=True)]}
     )
+
+
+def _tx_answer(op: TransactionOp, record: Record | None) -> dict[str, Any]:
+    """A put's new ETag; a patch's, with the value it made."""
+    if record is None:
+        return {}
+    if op.kind == "patch":
+        return {"value": orjson.Fragment(record.value), "etag": etag(record)}
+    return {"etag": etag(record)}
 
 
 # -- collections -------------------------------------------------------------

@@ -369,8 +369,11 @@ class Store:
     async def transact(
         self, ops: Sequence[TransactionOp], *, token: str | None = None
     ) -> list[Record | None]:
-        """Apply ``ops`` all or none (see ``transactions``); the record each put wrote."""
-        return await run_transaction(self.backend, ops, token=token)
+        """Apply ``ops`` all or none (see ``transactions``); the record each
+        put and patch wrote."""
+        return await run_transaction(
+            self.backend, ops, token=token, max_value_bytes=self.max_value_bytes
+        )
 
     async def count(self, collection: str) -> int:
         return await self.backend.count(collection)

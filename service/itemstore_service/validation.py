@@ -291,7 +291,19 @@ def parse_transaction(document: object, limits: Limits) -> list[TransactionOp]:
 
 
 _TRANSACTION_MEMBERS = frozenset(
-    {"op", "collection", "key", "key_type", "value", "if_match", "if_none_match"}
+    {
+        "op",
+        "collection",
+        "key",
+        "key_type",
+        "value",
+        "change",
+        "merge",
+        "if_match",
+        "if_none_match",
+        "expire_in",
+        "expire_at",
+    }
 )
 
 
@@ -309,6 +321,10 @@ def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
         raise InvalidInput(f"op must be {', '.join(OP_KINDS)}, not {kind!r}")
     collection, key = _op_target(raw, limits)
     version, absent = _op_condition(raw)
+    given = {name: raw[name] for name in ("expire_in", "expire_at") if name in raw}
+    if given and kind not in ("put", "patch"):
+        raise InvalidInput(f"a {kind} op takes no expire_in or expire_at")
+    expires = expires_at(given, limits)
     value = None
     if kind == "put":
         if "value" not in raw:
@@ -316,11 +332,28 @@ def _transaction_op(raw: object, limits: Limits) -> TransactionOp:
         value = _stored_value(raw["value"], limits)
     elif "value" in raw:
         raise InvalidInput(f"a {kind} op takes no value")
+    if kind != "patch" and ("change" in raw or "merge" in raw):
+        raise InvalidInput(f"a {kind} op takes no change or merge (a patch op does)")
     if kind == "check" and version is None and not absent:
         raise InvalidInput("a check op needs if_match or if_none_match")
-    if kind == "delete" and absent:
-        raise InvalidInput("a delete op takes if_match only")
-    return TransactionOp(kind, collection, key, value, version, absent)
+    if kind in ("delete", "patch") and absent:
+        raise InvalidInput(f"a {kind} op takes if_match only")
+    if kind == "patch":
+        change = _patch_change(raw)
+        return TransactionOp(
+            "patch", collection, key, None, version, change=change, expires_at=expires
+        )
+    return TransactionOp(kind, collection, key, value, version, absent, expires_at=expires)
+
+
+def _patch_change(raw: dict[str, Any]) -> Change:
+    """What a patch op does: update operations in ``change`` or a JSON Merge
+    Patch in ``merge`` (one of the two), as the body of a PATCH."""
+    if ("change" in raw) == ("merge" in raw):
+        raise InvalidInput(
+            'patch op takes "change" (update operations) or "merge" (a JSON Merge Patch)'
+        )
+    return parse_merge_patch(raw["merge"]) if "merge" in raw else parse_operations(raw["change"])
 
 
 def _op_target(raw: dict[str, Any], limits: Limits) -> tuple[str, Key]:
@@ -417,14 +450,7 @@ def _batch_op(raw: object, limits: Limits) -> Op:
         raise InvalidInput(f"a {kind} op takes no expire_in or expire_at")
     expires = expires_at(given, limits)
     if kind == "patch":
-        if ("change" in raw) == ("merge" in raw):
-            raise InvalidInput(
-                'patch op takes "change" (update operations) or "merge" (a JSON Merge Patch)'
-            )
-        change: Change = (
-            parse_merge_patch(raw["merge"]) if "merge" in raw else parse_operations(raw["change"])
-        )
-        return Op("patch", key, change=change, expires_at=expires)
+        return Op("patch", key, change=_patch_change(raw), expires_at=expires)
     if kind != "put":
         return Op(kind, key)
     if "value" not in raw:

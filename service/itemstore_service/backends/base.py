@@ -82,14 +82,21 @@ ClientRequestToken window: 10 minutes)."""
 @dataclass(frozen=True, slots=True)
 class TxOp:
     """One write (or check) of a transaction. ``record``: what a put stores
-    (None for a delete or a check). ``conditional``: the op holds only if
-    the item's version is ``expected`` (None: only if absent)."""
+    (None for a patch, a delete or a check). ``conditional``: the op holds
+    only if the item's version is ``expected`` (None: only if absent).
+    ``update``: a patch's, applied to the item as read within the
+    transaction; the op holds only if it answers a record, and the write is
+    conditioned on the version read. An update that answers the very record
+    it was given says this transaction's write is there already (a retry
+    of an applied transaction): then nothing is written and the transaction
+    succeeds."""
 
     key: ItemKey
-    kind: Literal["put", "delete", "check"]
+    kind: Literal["put", "patch", "delete", "check"]
     record: Record | None = None
     conditional: bool = False
     expected: str | None = None
+    update: Update | None = None
 
 
 class TransactionFailed(Exception):
@@ -154,9 +161,10 @@ class Backend(Protocol):
         Raise ConditionFailed (current=None when absent)."""
         ...
 
-    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> Records:
         """Apply ``ops`` (on distinct keys) all or none: raise
-        TransactionFailed naming the first op whose condition does not hold.
+        TransactionFailed naming the first op that does not hold (the
+        record it found). Return the records the patch ops stored.
         ``token``: the same token with the same ops within
         ``TX_WINDOW_SECONDS`` applies them once (the second call changes
         nothing and succeeds); with other ops it raises TokenReused.

@@ -355,13 +355,29 @@ class DynamoDBBackend:
         found = await self.get_many([key], consistent=True)
         return found.get(key)
 
-    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> Records:
         """One TransactWriteItems; ``token`` becomes its ClientRequestToken
-        (DynamoDB's own 10-minute idempotency window)."""
+        (DynamoDB's own 10-minute idempotency window). The items of patch ops
+        are read first (consistently); each is put on the condition that it
+        is still at the version read, so a concurrent write fails the
+        transaction at that op rather than being lost."""
+        patches = [op for op in ops if op.update is not None]
+        read = await self._get_many([op.key for op in patches], consistent=True, values=True)
+        patched: Records = {}
         items = []
-        for op in ops:
+        for index, op in enumerate(ops):
             condition = self._conditional(op.expected) if op.conditional else {}
-            if op.kind == "put" and op.record is not None:
+            if op.update is not None:
+                found = read.get(op.key)
+                record = op.update(found)
+                if record is None:
+                    raise TransactionFailed(index, found)
+                if record is found:  # this transaction was applied already
+                    return {op.key: read[op.key] for op in patches if op.key in read}
+                patched[op.key] = record
+                condition = self._conditional(None if found is None else found.version)
+                items.append({"Put": {"Item": self._item(op.key, record), **condition}})
+            elif op.kind == "put" and op.record is not None:
                 items.append({"Put": {"Item": self._item(op.key, op.record), **condition}})
             elif op.kind == "delete":
                 items.append({"Delete": {"Key": self._key(op.key), **condition}})
@@ -392,6 +408,7 @@ class DynamoDBBackend:
                         current = await self._stored(ops[index].key)
                     raise TransactionFailed(index, current) from None
             raise BackendUnavailable(f"DynamoDB TransactWriteItems canceled: {canceled}") from None
+        return patched
 
     async def _stored(self, key: ItemKey) -> Record | None:
         """The item now, for an implementation that does not send it with a

@@ -405,13 +405,18 @@ class SQLiteBackend:
 
         return await self._run(self._writer, lambda: self._transaction(body, stores=False))
 
-    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> Records:
         # The token is remembered in the transaction it guards: a transaction
         # and its token are committed together or not at all.
         fingerprint = hashlib.sha256(repr(ops).encode()).digest()
 
-        def body(conn: sqlite3.Connection) -> None:
+        def body(conn: sqlite3.Connection) -> Records:
             now = time.time()
+            current = self._select(conn, [op.key for op in ops])
+
+            def applied_already() -> Records:  # the patched items as they are now
+                return {op.key: current[op.key] for op in ops if op.update and op.key in current}
+
             if token is not None:
                 conn.execute("DELETE FROM tx_tokens WHERE expires < ?", (now,))
                 seen = conn.execute(
@@ -420,21 +425,36 @@ class SQLiteBackend:
                 if seen is not None:
                     if seen[0] != fingerprint:
                         raise TokenReused()
-                    return  # applied already
-            current = self._select(conn, [op.key for op in ops])
+                    # Applied already: the patched items as they are now.
+                    return {
+                        op.key: current[op.key] for op in ops if op.update and op.key in current
+                    }
+            puts: list[tuple[ItemKey, Record]] = []
+            patched: Records = {}
             for index, op in enumerate(ops):
                 found = current.get(op.key)
-                if op.conditional and (found.version if found else None) != op.expected:
+                if op.update is not None:
+                    record = op.update(found)
+                    if record is None:
+                        raise TransactionFailed(index, found)
+                    if record is found:  # this transaction was applied already
+                        return applied_already()
+                    patched[op.key] = record
+                    puts.append((op.key, record))
+                elif op.conditional and (found.version if found else None) != op.expected:
                     raise TransactionFailed(index, found)
-            self._upsert(conn, [(op.key, op.record) for op in ops if op.record is not None])
+                elif op.record is not None:
+                    puts.append((op.key, op.record))
+            self._upsert(conn, puts)
             self._delete(conn, [op.key for op in ops if op.kind == "delete"])
             if token is not None:
                 conn.execute(
                     "INSERT INTO tx_tokens VALUES (?, ?, ?)",
                     (token, fingerprint, now + TX_WINDOW_SECONDS),
                 )
+            return patched
 
-        await self._run(self._writer, lambda: self._transaction(body))
+        return await self._run(self._writer, lambda: self._transaction(body))
 
     async def delete_collection(self, collection: str) -> int:
         def body(conn: sqlite3.Connection) -> int:

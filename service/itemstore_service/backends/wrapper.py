@@ -44,8 +44,8 @@ class BackendWrapper:
     async def delete_if(self, key: ItemKey, *, expected: str) -> Record:
         return await self._call("delete_if", self.inner.delete_if(key, expected=expected))
 
-    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> None:
-        await self._call("transact", self.inner.transact(ops, token=token))
+    async def transact(self, ops: Sequence[TxOp], *, token: str | None) -> Records:
+        return await self._call("transact", self.inner.transact(ops, token=token))
 
     async def query(
         self, collection: str, *, after: str | None, prefix: str, limit: int, keys_only: bool
