@@ -42,13 +42,16 @@ class BatchOp:
         object.__setattr__(self, "encoded", encoded)
 
 
-TransactionKind = Literal["put", "delete", "check"]
+TransactionKind = Literal["put", "patch", "delete", "check"]
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionOp:
     """One op of a transaction, on any collection; ``encoded`` as for
-    ``BatchOp``. ``if_match``: an ETag; ``if_absent``: only when absent."""
+    ``BatchOp``: ``value`` is a put's value or a patch's update operations
+    (its JSON Merge Patch when ``merge``). ``if_match``: an ETag;
+    ``if_absent``: only when absent; ``expire_in`` / ``expire_at``: a put's
+    or patch's expiry."""
 
     kind: TransactionKind
     collection: str
@@ -56,6 +59,9 @@ class TransactionOp:
     value: bytes | None = None
     if_match: str | None = None
     if_absent: bool = False
+    merge: bool = False
+    expire_in: int | None = None
+    expire_at: int | None = None
     encoded: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,19 +74,21 @@ class TransactionOp:
             head["if_match"] = self.if_match
         if self.if_absent:
             head["if_none_match"] = "*"
+        for name in ("expire_in", "expire_at"):
+            if getattr(self, name) is not None:
+                head[name] = getattr(self, name)
         encoded = dumps(head)
         if self.value is not None:
-            encoded = encoded[:-1] + b',"value":' + self.value + b"}"
+            member = b"merge" if self.merge else _BODY_FIELD[self.kind]
+            encoded = encoded[:-1] + b',"' + member + b'":' + self.value + b"}"
         object.__setattr__(self, "encoded", encoded)
 
     @classmethod
     def of_batch(cls, collection: str, op: BatchOp) -> TransactionOp:
-        """The transaction op of a batch put or delete."""
-        if op.kind == "get" or op.kind == "patch":
-            raise ValueError(f"a transaction puts, deletes and checks; it has no {op.kind}")
-        if op.expire_at is not None:
-            raise ValueError("a transaction op sets no expiry")
-        return cls(op.kind, collection, op.key, op.value)
+        """The transaction op of a batch put, delete or patch, with its expiry."""
+        if op.kind == "get":
+            raise ValueError("a transaction puts, patches, deletes and checks; it has no get")
+        return cls(op.kind, collection, op.key, op.value, expire_at=op.expire_at)
 
 
 def split_ops(ops: Sequence[BatchOp], max_ops: int, max_bytes: int) -> list[list[BatchOp]]:

@@ -14,6 +14,7 @@ from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped, t
 from ._keys import KeyTag, lookup_key
 from ._protocol import Core, Item, OpResult
 from ._session_state import Entry, SessionState
+from ._transaction import TransactionOps
 
 
 class SessionFlows:
@@ -115,22 +116,26 @@ class SessionFlows:
 
     def commit(self, *, atomic: bool = False) -> Flow[int]:
         """Send every pending change, one batch call per ``max_batch_ops``,
-        puts as blind writes (``atomic``: as one transaction, all or none),
-        increments last; the number of ops sent. The cache stays valid
-        afterwards. KeyError (once all is sent) when an incremented item was
-        absent. A failed commit does not send its increments again; an atomic
-        commit takes no increments (a transaction has no patch op).
+        puts as blind writes, increments last; the number of ops sent. The
+        cache stays valid afterwards. KeyError (once all is sent) when an
+        incremented item was absent. ``atomic``: as one transaction, all or
+        none, with one patch op per incremented item; an absent one fails it
+        whole (PreconditionFailed) and the cache forgets the incremented
+        items (their new values are read again when asked for). A failed
+        commit does not send its increments again.
         """
-        plan = self.state.plan()
-        if atomic and plan.patches:
-            raise ValueError("an atomic commit takes no increments: commit them apart")
+        plan = self.state.plan(atomic=atomic)
+        tx = TransactionOps()
+        for op in plan.ops if atomic else ():  # refused here, unsent, if two are on one item
+            tx.add(TransactionOp.of_batch(self.name, op))
         self.state.increments_sent()
         results: list[OpResult] = []
         if plan.ops and atomic:
-            yield from transact(
-                self.core, [TransactionOp.of_batch(self.name, op) for op in plan.ops]
-            )
-        elif plan.ops:
+            yield from transact(self.core, tx.ops)
+            first_patch = len(plan.ops) - plan.patches
+            self.state.committed(plan, [(op.key, MISSING) for op in plan.ops[first_patch:]])
+            return len(plan.ops)
+        if plan.ops:
             results = yield from batch(self.core, self.name, plan.ops, minimal=True)
         first_patch = len(plan.ops) - plan.patches
         patched = [

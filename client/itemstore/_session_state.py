@@ -3,6 +3,7 @@ snapshots that reveal in-place changes to values it handed out."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
 from ._batch import BatchOp
+from ._collection_flows import MISSING
 from ._keys import KeyTag, check_key, key_tag
 
 
@@ -49,7 +51,7 @@ class SessionState:
 
     def __init__(self) -> None:
         self._entries: dict[KeyTag, Entry] = {}
-        self._increments: list[BatchOp] = []
+        self._increments: list[tuple[Key, str, int | float]] = []
 
     def lookup(self, key: Key) -> Entry | None:
         return self._entries.get(key_tag(check_key(key)))
@@ -80,8 +82,7 @@ class SessionState:
         """Buffer an increment, sent as a patch op after the puts and deletes."""
         if not isinstance(by, int | float) or isinstance(by, bool):
             raise TypeError(f"increment takes a number, not {type(by).__name__}")
-        change = dumps({"increment": {path: by}})
-        self._increments.append(BatchOp("patch", check_key(key), change))
+        self._increments.append((check_key(key), path, by))
 
     def increments_sent(self) -> None:
         """Forget the buffered increments once a commit sends them: a commit
@@ -141,11 +142,11 @@ class SessionState:
                 delta -= 1
         return delta
 
-    def plan(self) -> CommitPlan:
+    def plan(self, *, atomic: bool = False) -> CommitPlan:
         """The ops that make the service match the session: puts for assigned or
-        changed values, deletes for removed ones, then the increments;
-        untouched reads send nothing."""
-        plan = CommitPlan([], patches=len(self._increments))
+        changed values, deletes for removed ones, then the increments (with
+        ``atomic``, one per item); untouched reads send nothing."""
+        plan = CommitPlan([])
         for e in self._entries.values():
             if e.present:
                 data = dumps(e.value)
@@ -155,20 +156,32 @@ class SessionState:
             elif e.remote is not Remote.ABSENT:
                 plan.ops.append(BatchOp("delete", e.key))
                 plan.after.append((e, None))
-        plan.ops.extend(self._increments)
-        return plan
+        if atomic:  # one op per item in a transaction: each path's increments summed
+            changes: dict[KeyTag, tuple[Key, dict[str, int | float]]] = {}
+            for key, path, by in self._increments:
+                paths = changes.setdefault(key_tag(key), (key, {}))[1]
+                paths[path] = paths.get(path, 0) + by
+            increments = list(changes.values())
+        else:
+            increments = [(key, {path: by}) for key, path, by in self._increments]
+        plan.ops.extend(
+            BatchOp("patch", key, dumps({"increment": paths})) for key, paths in increments
+        )
+        return dataclasses.replace(plan, patches=len(increments))
 
     def committed(self, plan: CommitPlan, patched: list[tuple[Key, Any]]) -> None:
         """After a commit; ``patched``: each incremented key with its new value
-        as the service answered (None when absent): the cache takes it."""
+        as the service answered (None when absent): the cache takes it
+        (MISSING: not answered, the cache forgets the key)."""
         for entry, data in plan.after:
             entry.remote = Remote.PRESENT if data is not None else Remote.ABSENT
             entry.snapshot = data
             entry.written = False
         for key, value in patched:
             self._entries.pop(key_tag(key), None)
-            self.loaded(key, value is not None, value)
+            if value is not MISSING:
+                self.loaded(key, value is not None, value)
 
     def reset(self) -> None:
         self._entries.clear()
-        self._increments.clear()
+        self.increments_sent()

@@ -3,12 +3,14 @@ adds them (sans-I/O: both clients send them with ``_flows.transact``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
 from ._batch import TransactionOp
+from ._collection_flows import MISSING, operations
 from ._keys import KeyTag, key_tag
 from ._protocol import check_collection_name
 
@@ -34,8 +36,8 @@ class TransactionOps:
 
 class TransactionCollection:
     """One collection's side of a transaction: ``tx["users"]["ada"] = value``,
-    ``del tx["users"]["bob"]``, and the conditional ``set``, ``delete`` and
-    ``check``. Nothing is sent until the transaction is."""
+    ``del tx["users"]["bob"]``, ``patch``, and the conditional ``set``,
+    ``delete`` and ``check``. Nothing is sent until the transaction is."""
 
     def __init__(self, ops: TransactionOps, name: str) -> None:
         self._ops = ops
@@ -48,11 +50,49 @@ class TransactionCollection:
         self.delete(key)
 
     def set(
-        self, key: Key, value: Any, *, if_match: str | None = None, if_absent: bool = False
+        self,
+        key: Key,
+        value: Any,
+        *,
+        if_match: str | None = None,
+        if_absent: bool = False,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
     ) -> None:
         """Store ``value``; ``if_match``: only if the item is at that ETag;
-        ``if_absent``: only if there is no such item."""
-        self._ops.add(TransactionOp("put", self.name, key, dumps(value), if_match, if_absent))
+        ``if_absent``: only if there is no such item; ``expire_in`` /
+        ``expire_at``: when it expires (seconds from now / Unix time)."""
+        op = TransactionOp(
+            "put", self.name, key, dumps(value), if_match, if_absent, False, expire_in, expire_at
+        )
+        self._ops.add(op)
+
+    def patch(
+        self,
+        key: Key,
+        *,
+        set: Mapping[str, Any] | None = None,
+        increment: Mapping[str, int | float] | None = None,
+        append: Mapping[str, list[Any]] | None = None,
+        prepend: Mapping[str, list[Any]] | None = None,
+        delete: list[str] | None = None,
+        merge: Any = MISSING,
+        if_match: str | None = None,
+        expire_in: int | None = None,
+        expire_at: int | None = None,
+    ) -> None:
+        """Change part of the item, as the collection's ``patch`` does, within
+        the transaction: it fails whole (``PreconditionFailed``) when the item
+        is absent or not at ``if_match``, and (``ValidationError``) when the
+        change does not fit the value. Its ETag is the transaction's answer."""
+        change = operations(
+            set=set, increment=increment, append=append, prepend=prepend, delete=delete
+        )
+        body, is_merge = (dumps(change), False) if merge is MISSING else (dumps(merge), True)
+        op = TransactionOp(
+            "patch", self.name, key, body, if_match, False, is_merge, expire_in, expire_at
+        )
+        self._ops.add(op)
 
     def delete(self, key: Key, *, if_match: str | None = None) -> None:
         """Remove the item (nothing happens if absent, unless ``if_match``)."""
