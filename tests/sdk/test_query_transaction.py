@@ -3,11 +3,12 @@ real service (SQLite and DynamoDB on moto)."""
 
 from __future__ import annotations
 
+import urllib.request
 import uuid
 
 import pytest
 
-from itemstore import AsyncClient, Client, Collection, PreconditionFailed
+from itemstore import AsyncClient, Client, Collection, PreconditionFailed, ValidationError
 
 
 @pytest.fixture
@@ -84,3 +85,55 @@ async def test_the_async_client_does_the_same(
     await session.set("d", 4)
     assert await session.commit(atomic=True) == 1
     assert coll["d"] == 4
+
+
+def test_a_transaction_patches_and_expires(
+    sync_client: Client, coll: Collection, service_url: str
+) -> None:
+    stats = sync_client.collection(f"s-{uuid.uuid4().hex[:12]}")
+    stats["n"] = {"users": 1}
+    coll["ada"] = {"name": "Ada", "city": "Paris"}
+    with sync_client.transaction() as tx:
+        tx[stats.name].patch("n", increment={"users": 1})
+        tx[coll.name].patch("ada", merge={"city": None}, expire_in=60)
+        tx[coll.name].set("bob", 1, expire_in=60)
+    assert stats["n"] == {"users": 2} and coll["ada"] == {"name": "Ada"}
+    assert tx.etags[0] == stats.get_item("n").etag  # type: ignore[union-attr]
+    for key in ("ada", "bob"):
+        with urllib.request.urlopen(f"{service_url}/collections/{coll.name}/items/{key}") as got:
+            assert got.headers["Expires"] is not None
+    with pytest.raises(PreconditionFailed) as failed, sync_client.transaction() as tx:
+        tx[coll.name]["carol"] = 1
+        tx[stats.name].patch("absent", increment={"users": 1})
+    assert failed.value.extras["index"] == 1 and "carol" not in coll
+    with pytest.raises(ValidationError), sync_client.transaction() as tx:
+        tx[stats.name].patch("n", increment={"users": "one"})  # type: ignore[dict-item]
+    assert stats["n"] == {"users": 2}
+    stats.clear()
+
+
+def test_an_atomic_commit_sends_its_increments(sync_client: Client, coll: Collection) -> None:
+    coll.update({"n": {"a": 1, "b": 1}, "m": {"a": 0}})
+    with sync_client.session(coll.name) as session:
+        session["new"] = 2
+        session.increment("n", "a")
+        session.increment("n", "a", 2)
+        session.increment("n", "b", -1)
+        session.increment("m", "a")
+        assert session.commit(atomic=True) == 3  # one put, one patch per item
+        assert session["n"] == {"a": 4, "b": 0}  # read again after the commit
+    assert coll.to_dict() == {"m": {"a": 1}, "n": {"a": 4, "b": 0}, "new": 2}
+    session = sync_client.session(coll.name)
+    session["x"] = 1
+    session.increment("absent", "a")
+    with pytest.raises(PreconditionFailed):
+        session.commit(atomic=True)
+    assert "x" not in coll  # all or none
+    session["n"] = {"a": 0}
+    session.increment("n", "a")
+    with pytest.raises(ValueError, match="one op per item"):
+        session.commit(atomic=True)
+    # Refused before anything was sent: the increment is still buffered
+    # (the failed transaction's puts too; its increment was dropped).
+    assert session.commit() == 3
+    assert (coll["n"], coll["x"]) == ({"a": 1}, 1)
