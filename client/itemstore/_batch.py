@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
@@ -13,6 +13,15 @@ from itemstore_wire.exactjson import dumps
 from ._keys import check_key
 
 BatchKind = Literal["get", "put", "delete", "patch"]
+
+MISSING: Any = object()
+"""The default of ``pop`` when none is given."""
+
+
+def operations(**by_operator: Any) -> dict[str, Any]:
+    """The update operations of a PATCH body: the operators given (not None)."""
+    return {name: value for name, value in by_operator.items() if value is not None}
+
 
 _BODY_FIELD = {"put": b"value", "patch": b"change"}
 

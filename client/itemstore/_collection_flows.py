@@ -9,18 +9,10 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
-from ._batch import BatchOp
+from ._batch import MISSING, BatchOp
 from ._flows import Emit, Flow, Stream, batch, collect, limits, mapped, pages
 from ._keys import check_key, lookup_key
 from ._protocol import Core, Expiry, Item, ListedItem, check_collection_name
-
-MISSING: Any = object()
-"""The default of ``pop`` when none is given."""
-
-
-def operations(**by_operator: Any) -> dict[str, Any]:
-    """The update operations of a PATCH body: the operators given (not None)."""
-    return {name: value for name, value in by_operator.items() if value is not None}
 
 
 def pairs_of(other: Any, kwargs: Mapping[str, Any]) -> Iterator[tuple[Key, Any]]:

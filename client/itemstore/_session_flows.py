@@ -8,8 +8,8 @@ from typing import Any
 
 from itemstore_wire.contract import Key
 
-from ._batch import BatchOp, TransactionOp
-from ._collection_flows import MISSING, CollectionFlows
+from ._batch import MISSING, BatchOp, TransactionOp
+from ._collection_flows import CollectionFlows
 from ._flows import Emit, Flow, Stream, batch, collect, first, limits, mapped, transact
 from ._keys import KeyTag, lookup_key
 from ._protocol import Core, Item, OpResult
@@ -133,7 +133,8 @@ class SessionFlows:
         if plan.ops and atomic:
             yield from transact(self.core, tx.ops)
             first_patch = len(plan.ops) - plan.patches
-            self.state.committed(plan, [(op.key, MISSING) for op in plan.ops[first_patch:]])
+            self.state.committed(plan, [])
+            self.state.forget(op.key for op in plan.ops[first_patch:])
             return len(plan.ops)
         if plan.ops:
             results = yield from batch(self.core, self.name, plan.ops, minimal=True)

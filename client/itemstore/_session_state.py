@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,6 @@ from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
 from ._batch import BatchOp
-from ._collection_flows import MISSING
 from ._keys import KeyTag, check_key, key_tag
 
 
@@ -171,16 +171,19 @@ class SessionState:
 
     def committed(self, plan: CommitPlan, patched: list[tuple[Key, Any]]) -> None:
         """After a commit; ``patched``: each incremented key with its new value
-        as the service answered (None when absent): the cache takes it
-        (MISSING: not answered, the cache forgets the key)."""
+        as the service answered (None when absent): the cache takes it."""
         for entry, data in plan.after:
             entry.remote = Remote.PRESENT if data is not None else Remote.ABSENT
             entry.snapshot = data
             entry.written = False
         for key, value in patched:
             self._entries.pop(key_tag(key), None)
-            if value is not MISSING:
-                self.loaded(key, value is not None, value)
+            self.loaded(key, value is not None, value)
+
+    def forget(self, keys: Iterable[Key]) -> None:
+        """Drop these keys from the cache: the next read asks the service."""
+        for key in keys:
+            self._entries.pop(key_tag(key), None)
 
     def reset(self) -> None:
         self._entries.clear()

@@ -9,8 +9,7 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
-from ._batch import TransactionOp
-from ._collection_flows import MISSING, operations
+from ._batch import MISSING, TransactionOp, operations
 from ._keys import KeyTag, key_tag
 from ._protocol import check_collection_name
 

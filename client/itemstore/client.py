@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 from itemstore_wire.contract import Key, Limits
 
 from . import _flows as flows
-from ._batch import BatchOp
+from ._batch import MISSING, BatchOp, operations
 from ._client_base import BaseClient
-from ._collection_flows import MISSING, CollectionFlows, operations, pairs_of
+from ._collection_flows import CollectionFlows, pairs_of
 from ._protocol import AccessKey, Call, Item, ListedItem, OpResult, expiry
 from ._session_flows import SessionFlows
 from ._sync_transport import SyncTransport
