@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import orjson
 import pytest
 
 from itemstore import (
@@ -167,8 +168,10 @@ def test_listings_and_batch_puts_carry_expiry(coll: Collection) -> None:
     ]
     assert list(coll.iter_items()) == [(item.key, item.value) for item in listed]
     assert [item.value for item in coll.iter_listed(prefix="c")] == [3]
-    with pytest.raises(ValueError, match="no expiry"):  # not dropped silently
-        TransactionOp.of_batch(coll.name, puts[0])
+    # A transaction (an atomic commit) carries the expiry too.
+    op = TransactionOp.of_batch(coll.name, puts[0])
+    assert puts[0].expire_at is not None and op.expire_at == puts[0].expire_at
+    assert orjson.loads(op.encoded)["expire_at"] == puts[0].expire_at
 
 
 async def test_async_listings_carry_expiry(async_client: AsyncClient) -> None:
