@@ -95,3 +95,13 @@ async def test_drain_waits_for_queued_and_running_batches() -> None:
     await batcher.drain()
     assert all(task.done() for task in tasks)
     assert sorted(op for call in run.calls for op in call) == list(range(6))
+
+
+async def test_an_empty_group_is_answered_and_the_queue_goes_on() -> None:
+    async def run(ops: list[int]) -> list[int]:
+        return ops
+
+    batcher = Batcher[int, int](run, max_batch=2, max_in_flight=1)
+    assert await asyncio.wait_for(batcher.submit_group([]), 2) == []
+    assert await batcher.submit(1) == 1
+    assert batcher.behind() == 0.0

@@ -145,7 +145,7 @@ class Batcher(Generic[Op, Result]):
         now = asyncio.get_running_loop().time()
         pace = self._op_seconds
         for started, ops in self._in_flight.values():
-            pace = max(pace, (now - started) / ops / self.max_in_flight)
+            pace = max(pace, (now - started) / max(ops, 1) / self.max_in_flight)
         return beyond * pace
 
     def _take_batch(self) -> list[_Group[Op, Result]]:
@@ -196,7 +196,8 @@ class Batcher(Generic[Op, Result]):
             # The pace of the queue, per operation, as a moving average over
             # successful batches (a failing backend is the breaker's business).
             started, _ = self._in_flight[self._current()]
-            pace = (asyncio.get_running_loop().time() - started) / len(ops) / self.max_in_flight
+            elapsed = asyncio.get_running_loop().time() - started
+            pace = elapsed / max(len(ops), 1) / self.max_in_flight
             self._op_seconds += PACE_WEIGHT * (pace - self._op_seconds)
             start = 0
             for group in batch:
