@@ -23,6 +23,12 @@ def operations(**by_operator: Any) -> dict[str, Any]:
     return {name: value for name, value in by_operator.items() if value is not None}
 
 
+def patch_body(change: Any, merge: Any) -> tuple[bytes, bool]:
+    """A PATCH body and whether it is a JSON Merge Patch: ``merge`` when it
+    is not MISSING, else the update operations ``change``."""
+    return (dumps(change), False) if merge is MISSING else (dumps(merge), True)
+
+
 _BODY_FIELD = {"put": b"value", "patch": b"change"}
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
-from ._batch import MISSING, BatchOp
+from ._batch import MISSING, BatchOp, patch_body
 from ._flows import Emit, Flow, Stream, batch, collect, limits, mapped, pages
 from ._keys import check_key, lookup_key
 from ._protocol import Core, Expiry, Item, ListedItem, check_collection_name
@@ -84,7 +84,7 @@ class CollectionFlows:
     ) -> Flow[Any]:
         """The new value after update operations ``change``, or after the JSON
         Merge Patch ``merge`` when it is not MISSING; KeyError when absent."""
-        body, is_merge = (dumps(change), False) if merge is MISSING else (dumps(merge), True)
+        body, is_merge = patch_body(change, merge)
         item: Item | None = yield self.core.patch(
             self.name, key, body, merge=is_merge, if_match=if_match, expires=expires
         )

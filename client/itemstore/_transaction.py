@@ -9,7 +9,7 @@ from typing import Any
 from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import dumps
 
-from ._batch import MISSING, TransactionOp, operations
+from ._batch import MISSING, TransactionOp, operations, patch_body
 from ._keys import KeyTag, key_tag
 from ._protocol import check_collection_name
 
@@ -87,7 +87,7 @@ class TransactionCollection:
         change = operations(
             set=set, increment=increment, append=append, prepend=prepend, delete=delete
         )
-        body, is_merge = (dumps(change), False) if merge is MISSING else (dumps(merge), True)
+        body, is_merge = patch_body(change, merge)
         op = TransactionOp(
             "patch", self.name, key, body, if_match, False, is_merge, expire_in, expire_at
         )

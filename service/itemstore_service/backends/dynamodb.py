@@ -465,16 +465,20 @@ class DynamoDBBackend:
             if not start:
                 return
 
+    def _live_counts(self, pk: str, **extra: Any) -> AsyncIterator[dict[str, Any]]:
+        """Pages of a shard's Query that count its unexpired items."""
+        return self._query_all(
+            pk,
+            ExpressionAttributeNames={"#pk": "pk", "#exp": "exp"},
+            ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
+            FilterExpression=LIVE_FILTER,
+            Select="COUNT",
+            **extra,
+        )
+
     async def count(self, collection: str) -> int:
         async def one(pk: str) -> int:
-            pages = self._query_all(
-                pk,
-                ExpressionAttributeNames={"#pk": "pk", "#exp": "exp"},
-                ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
-                FilterExpression=LIVE_FILTER,
-                Select="COUNT",
-            )
-            return sum([page["Count"] async for page in pages])
+            return sum([page["Count"] async for page in self._live_counts(pk)])
 
         return sum(await run_all(one(f"{collection}#{s}") for s in range(self.shards)))
 
@@ -502,15 +506,7 @@ class DynamoDBBackend:
         async def one(pk: str) -> bool:
             # The filter applies after Limit: a page may count none of its
             # items (all expired) and still not be the last.
-            pages = self._query_all(
-                pk,
-                ExpressionAttributeNames={"#pk": "pk", "#exp": "exp"},
-                ExpressionAttributeValues={":pk": {"S": pk}, **_now()},
-                FilterExpression=LIVE_FILTER,
-                Select="COUNT",
-                Limit=10,
-            )
-            async for page in pages:
+            async for page in self._live_counts(pk, Limit=10):
                 if page["Count"]:
                     return True
             return False
