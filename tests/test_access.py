@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from itemstore_service.access.middleware import KEYRING
+from itemstore_service.access.check import KEYRING
 from itemstore_service.access.scopes import ROUTE_NEEDS, Scope
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE

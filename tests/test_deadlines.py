@@ -34,6 +34,7 @@ from itemstore_service.backends.dynamodb_wire import DynamoDBWire, WirePolicy
 from itemstore_service.batching import Batcher
 from itemstore_service.breaker import GuardedBackend
 from itemstore_service.config import Config
+from itemstore_service.errors import BackendUnavailable
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -229,6 +230,88 @@ async def test_a_batch_runs_until_the_latest_deadline_of_its_callers() -> None:
     assert len(seen) == 1 and seen[0] is not None and 2.5 < seen[0] <= 3.0
     assert await batcher.submit(3) == 3  # no deadline: none for the batch
     assert seen[1] is None
+
+
+# -- the one timer that watches every request's deadline ------------------------
+
+
+class _Request:
+    """What ``DeadlineWatch.answer`` reads of a request: its method."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+
+async def test_the_watch_expires_requests_in_order_with_one_timer() -> None:
+    watch = deadlines.DeadlineWatch(0.1)
+    loop = asyncio.get_running_loop()
+    finished: dict[str, float] = {}
+    start = loop.time()
+
+    async def hang(name: str) -> web.StreamResponse:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            finished[name] = loop.time() - start
+        return web.Response()
+
+    async def quick(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="fast")
+
+    async def answer(name: str, method: str) -> str:
+        request: Any = _Request(method)
+        try:
+            await watch.answer(request, lambda _: hang(name))
+        except BackendUnavailable as error:
+            return error.detail
+        return "answered"
+
+    first = asyncio.create_task(answer("first", "GET"))
+    await asyncio.sleep(0.03)
+    second = asyncio.create_task(answer("second", "PUT"))
+    response = await watch.answer(_Request("GET"), quick)  # type: ignore[arg-type]
+    assert isinstance(response, web.Response) and response.text == "fast"
+    read, write = await asyncio.gather(first, second)
+    assert read == "no answer from storage within the request timeout of 0.1 s"
+    assert write.endswith("the write was not applied")
+    assert 0.09 <= finished["first"] < finished["second"] and 0.12 <= finished["second"] < 0.5
+    assert first.cancelling() == 0 and second.cancelling() == 0  # the cancel is taken back
+    assert watch._timer is None and not watch._watched  # nothing left to watch
+
+
+async def test_a_request_also_cancelled_from_outside_stays_cancelled() -> None:
+    watch = deadlines.DeadlineWatch(0.05)
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            asyncio.current_task().cancel()  # type: ignore[union-attr]  # a second cancel
+            raise
+        return web.Response()
+
+    task = asyncio.create_task(watch.answer(_Request("GET"), hang))  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_handler_that_swallows_the_cancel_is_answered_and_uncancelled() -> None:
+    watch = deadlines.DeadlineWatch(0.05)
+
+    async def stubborn(request: web.Request) -> web.StreamResponse:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return web.Response(text="late")
+        return web.Response()
+
+    async def run() -> tuple[web.StreamResponse, int]:
+        response = await watch.answer(_Request("GET"), stubborn)  # type: ignore[arg-type]
+        return response, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+    response, cancelling = await asyncio.create_task(run())
+    assert isinstance(response, web.Response) and response.text == "late"
+    assert cancelling == 0
 
 
 # -- the DynamoDB wire client under a deadline -------------------------------------

@@ -1,6 +1,7 @@
 """Admission control: a worker takes at most ``max_inflight`` requests at once.
 
-Past the bound a new request is answered at once with 503 ``overloaded`` and
+The gate (``gate.py``) asks ``Admission.admit`` first. Past the bound a new
+request is answered at once with 503 ``overloaded`` and
 ``Retry-After: 1``, before its body is read (aiohttp reads a body only when a
 handler asks for it), so an overloaded worker spends next to nothing on the
 requests it refuses and keeps its latency for the ones it took. Probes
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from .errors import Overloaded
 from .observability.metrics import REQUESTS_REFUSED
@@ -61,6 +61,19 @@ class Admission:
     any of its code runs (see ``watch_loop``). The least, so that one long
     stall (a collection, a large body) is not taken for a worker behind."""
 
+    def admit(self) -> None:
+        """Count one more request in flight (``release`` when it is done),
+        or raise Overloaded when the worker must refuse it now."""
+        refusal = self.refusal()
+        if refusal is not None:
+            reason, detail = refusal
+            REQUESTS_REFUSED.labels(reason=reason).inc()
+            raise Overloaded(f"{detail}; retry after a second; the request was not applied")
+        self.inflight += 1
+
+    def release(self) -> None:
+        self.inflight -= 1
+
     def refusal(self) -> tuple[str, str] | None:
         """Why a new request must be refused now, if it must: a metrics
         reason and the problem's detail; None to take it."""
@@ -93,26 +106,3 @@ class Admission:
 
 
 ADMISSION = web.AppKey("admission", Admission)
-
-
-def admission_middleware(admission: Admission) -> Middleware:
-    """Refuse a request with Overloaded while ``admission`` says this worker
-    must (probes excepted): too many requests in flight, its event loop
-    late, or its batch queues behind."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PROBES:
-            return await handler(request)
-        refusal = admission.refusal()
-        if refusal is not None:
-            reason, detail = refusal
-            REQUESTS_REFUSED.labels(reason=reason).inc()
-            raise Overloaded(f"{detail}; retry after a second; the request was not applied")
-        admission.inflight += 1
-        try:
-            return await handler(request)
-        finally:
-            admission.inflight -= 1
-
-    return middleware

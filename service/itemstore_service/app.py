@@ -7,25 +7,23 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .access.check import KEYRING, LIMITER, rate_limit_headers
 from .access.keyring import KeyRing
-from .access.middleware import KEYRING, LIMITER, access_middleware, rate_limit_headers
 from .access.ratelimit import BucketTable, RateLimiter
 from .access.routes import routes as key_routes
-from .admission import ADMISSION, Admission, admission_middleware, queue_bound
+from .admission import ADMISSION, Admission, queue_bound
 from .appkeys import CONFIG, STORE
 from .backends import backend_module
-from .breaker import BREAKER, GuardedBackend, breaker_middleware
+from .breaker import BREAKER, GuardedBackend
 from .config import Config
 from .connections import CONNECTIONS, ConnectionLimits, connection_middleware
 from .console import add_console_routes
 from .cors import cors_middleware
-from .deadlines import deadline_middleware
+from .gate import gate_middleware
 from .health import add_health_routes
 from .listener import SERVER
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
-from .problems import problem_middleware
-from .query_parameters import query_parameter_middleware
 from .routes import routes
 from .store import Store
 
@@ -36,22 +34,16 @@ def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.A
     ``rate_buckets``: the rate-limit table shared by the workers of one host
     (by default one of this process alone)."""
     # Observability is outermost so it sees the final status of every answer;
-    # CORS headers go on every answer, problems included.
+    # CORS headers go on every answer, problems included; the gate checks
+    # and refuses, runs the handler, and turns errors into problems.
     middlewares: list[Middleware] = [
         observability_middleware(access_log=config.access_log),
         connection_middleware,
     ]
     if config.cors_origins:
         middlewares.append(cors_middleware(config.cors_origins))
-    middlewares.append(problem_middleware)
-    # Admission first: a refused request costs no more than a counter.
     admission = Admission(config.max_inflight, config.max_queue_delay, config.max_loop_lag)
-    middlewares.append(admission_middleware(admission))
-    middlewares.append(access_middleware(config.token, config.metrics_port))
-    middlewares.append(query_parameter_middleware)
-    # Innermost: an open breaker refuses before the deadline starts; the
-    # deadline covers the handler (body read, queue, backend calls).
-    middlewares += [breaker_middleware(), deadline_middleware(config.request_timeout)]
+    middlewares.append(gate_middleware(config, admission))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_request_bytes)
     app[CONFIG] = config
     app[CONNECTIONS] = ConnectionLimits(

@@ -20,14 +20,12 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from . import deadlines
 from .backends.base import Backend, ConditionFailed
 from .backends.wrapper import BackendWrapper
 from .errors import BackendUnavailable
 from .observability.metrics import BREAKER_OPEN
-from .problems import from_error
 
 T = TypeVar("T")
 
@@ -206,23 +204,3 @@ class GuardedBackend(BackendWrapper):
 
 
 BREAKER = web.AppKey("breaker", Breaker)
-
-
-def breaker_middleware() -> Middleware:
-    """Refuse data requests at once, before their body is read, while the
-    app's breaker (``app[BREAKER]``, set when the backend opens) is open. The
-    refusal is answered here, not raised: the breaker logs when it opens and
-    closes, not once per refused request."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if deadlines.is_data_route(request.path):
-            breaker = request.app.get(BREAKER)
-            if breaker is not None:
-                try:
-                    breaker.check()
-                except BackendUnavailable as refused:
-                    return from_error(refused)
-        return await handler(request)
-
-    return middleware

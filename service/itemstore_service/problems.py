@@ -13,7 +13,6 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .errors import (
     BackendUnavailable,
@@ -195,20 +194,16 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return problem_response(Problem(status, code, exc.reason), exc.text or exc.reason)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every domain error and HTTP error as problem+json; anything
-    unexpected is logged and answered 500 (never a dropped connection)."""
-    try:
-        return await handler(request)
-    except ItemstoreError as error:
+def answer_for(request: web.Request, error: Exception) -> web.Response | None:
+    """The problem+json answer to ``error``, raised while serving ``request``:
+    a domain error's own, an HTTP error's, else 500 (logged: never a dropped
+    connection). None for an HTTP exception that is no error (a redirect):
+    the caller raises it on."""
+    if isinstance(error, ItemstoreError):
         if isinstance(error, BackendUnavailable):
             log.warning("backend unavailable: %s", error.detail)
         return from_error(error)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return from_error(ItemstoreError("unexpected error; see the server log"))
+    if isinstance(error, web.HTTPException):
+        return None if error.status < 400 else _from_http_exception(error)
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return from_error(ItemstoreError("unexpected error; see the server log"))

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .problems import UnexpectedQueryParameter
 
@@ -47,15 +46,15 @@ ACCEPTED: Final[Mapping[tuple[str, str], frozenset[str]]] = {
 HEAD accepts what GET does; a route missing here accepts none."""
 
 
-def check_query(request: web.Request) -> None:
+def accepted_of(method: str, template: str) -> frozenset[str]:
+    """The query parameters ``method`` on the route ``template`` accepts."""
+    return ACCEPTED.get(("GET" if method == "HEAD" else method, template), frozenset())
+
+
+def check_query(request: web.Request, template: str, accepted: frozenset[str]) -> None:
     """Raise UnexpectedQueryParameter for the first parameter of ``request``
-    that its route does not accept or that is given more than once."""
-    resource = request.match_info.route.resource
-    if resource is None:  # no route, or not this method: answered 404 / 405
-        return
-    method = "GET" if request.method == "HEAD" else request.method
-    template = resource.canonical
-    accepted = ACCEPTED.get((method, template), frozenset())
+    (to the route ``template``) that is not in ``accepted`` or that is given
+    more than once."""
     names = list(request.query)
     for name in names:
         if name not in accepted:
@@ -66,10 +65,3 @@ def check_query(request: web.Request) -> None:
         else:
             continue
         raise UnexpectedQueryParameter(detail, parameter=name, accepted=sorted(accepted))
-
-
-@web.middleware
-async def query_parameter_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.query_string:
-        check_query(request)
-    return await handler(request)

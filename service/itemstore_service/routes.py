@@ -19,7 +19,7 @@ from itemstore_wire.contract import Key
 from itemstore_wire.exactjson import exact
 
 from . import __version__
-from .access.middleware import GRANT, OPEN, require
+from .access.check import GRANT, OPEN, require
 from .access.scopes import Scope
 from .appkeys import CONFIG, STORE
 from .backends.base import Record

@@ -9,8 +9,8 @@ from aiohttp import web
 from ..errors import InvalidInput
 from ..problems import Forbidden
 from ..validation import json_document
+from .check import GRANT, KEYRING, OPEN
 from .keyring import AccessKey
-from .middleware import GRANT, KEYRING, OPEN
 from .scopes import COLLECTION_PATTERN, COLLECTION_PATTERN_RULE, SCOPES
 
 routes = web.RouteTableDef()

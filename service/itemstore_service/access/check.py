@@ -23,14 +23,13 @@ import re
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from ..errors import BackendUnavailable
 from ..observability.logs import KEY_ID
 from ..problems import Forbidden, RateLimited, RouteNotFound, Unauthorized
 from .keyring import KeyRing
 from .ratelimit import RateLimiter, Verdict
-from .scopes import Grant, Need, Scope, need_of
+from .scopes import Grant, Need, Scope
 from .tokens import TOKEN68
 
 KEYRING = web.AppKey("keyring", KeyRing)
@@ -124,26 +123,31 @@ def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> No
     response.headers["RateLimit"] = f'"key";r={verdict.remaining};t={math.ceil(verdict.reset)}'
 
 
-def access_middleware(bootstrap_token: str | None, metrics_port: int | None) -> Middleware:
-    bootstrap = None if bootstrap_token is None else bootstrap_token.encode()
+class AccessCheck:
+    """Refuse a request its caller may not make (``__call__``); let the rest
+    through, with the caller's grant in ``request[GRANT]``."""
 
-    @web.middleware
-    async def check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if metrics_port is not None and _local_port(request) == metrics_port:
+    def __init__(self, bootstrap_token: str | None, metrics_port: int | None) -> None:
+        self._bootstrap = None if bootstrap_token is None else bootstrap_token.encode()
+        self._metrics_port = metrics_port
+
+    def __call__(self, request: web.Request, need: Need | None) -> None:
+        """``need``: what the request's route needs (None: no route matched)."""
+        if self._metrics_port is not None and _local_port(request) == self._metrics_port:
             if request.path != METRICS_PATH:  # the cluster network sees metrics only
-                raise RouteNotFound(f"port {metrics_port} serves {METRICS_PATH} only")
-            return await handler(request)
-        resource = request.match_info.route.resource
-        matched = resource is not None and request.match_info.http_exception is None
-        need = need_of(request.method, resource.canonical) if matched and resource else _UNMATCHED
+                raise RouteNotFound(f"port {self._metrics_port} serves {METRICS_PATH} only")
+            return
+        if need is None:
+            need = _UNMATCHED
         if need.scope is None:
-            return await handler(request)
+            return
         ring = request.app[KEYRING]
+        bootstrap = self._bootstrap
         if bootstrap is None and not ring:
             if not ring.loaded:  # keys may exist: never open by mistake
                 raise BackendUnavailable("the access keys are not loaded yet; retry shortly")
             request[GRANT] = OPEN
-            return await handler(request)
+            return
         grant = _authenticate(request, ring, bootstrap)
         # Judged for an unknown token too (as a key that may do nothing): a
         # 401 and a 403 cost the same work.
@@ -155,9 +159,6 @@ def access_middleware(bootstrap_token: str | None, metrics_port: int | None) -> 
         _rate_limit(request, grant)  # refused requests count too
         if refusal is not None:
             raise Forbidden(refusal)
-        return await handler(request)
-
-    return check_access
 
 
 def _local_port(request: web.Request) -> int | None:
