@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
 
 from .access.check import KEYRING, LIMITER, rate_limit_headers
 from .access.keyring import KeyRing
@@ -37,7 +38,7 @@ def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.A
     # CORS headers go on every answer, problems included; the gate checks
     # and refuses, runs the handler, and turns errors into problems.
     middlewares: list[Middleware] = [
-        observability_middleware(access_log=config.access_log),
+        observability_middleware(access_log=config.access_log, answer_headers=_answer_headers),
         connection_middleware,
     ]
     if config.cors_origins:
@@ -84,10 +85,9 @@ def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.A
     add_health_routes(app)
     if config.console:
         add_console_routes(app)
-    app.on_response_prepare.append(_answer_headers)
     return app
 
 
-async def _answer_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER
-    rate_limit_headers(request, response)
+def _answer_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
+    headers["Server"] = SERVER
+    rate_limit_headers(request, headers)

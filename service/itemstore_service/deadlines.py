@@ -37,10 +37,15 @@ NOT_APPLIED: Final = "the write was not applied"
 @dataclass(slots=True)
 class Deadline:
     """When a request must be answered (``at``, in event-loop time), and
-    whether a write of it has been handed to the backend."""
+    whether a write of it has been handed to the backend. ``task``,
+    ``finished`` and ``expired`` are a :class:`DeadlineWatch`'s, for the
+    request it watches."""
 
     at: float
     write_handed_over: bool = False
+    task: asyncio.Task[Any] | None = None
+    finished: bool = False
+    expired: bool = False
 
     def time_left(self) -> float:
         return self.at - asyncio.get_running_loop().time()
@@ -96,16 +101,6 @@ def _applied_clause(request: web.Request, deadline: Deadline) -> str:
     return MAY_HAVE_BEEN_APPLIED if deadline.write_handed_over else NOT_APPLIED
 
 
-@dataclass(slots=True)
-class _Watched:
-    """A request under watch: its task, cancelled once ``at`` passes."""
-
-    at: float
-    task: asyncio.Task[Any]
-    finished: bool = False
-    expired: bool = False
-
-
 class DeadlineWatch:
     """Answers data requests within ``request_timeout`` (``answer``), with one
     timer for all of them rather than one per request (``asyncio.timeout``
@@ -120,7 +115,7 @@ class DeadlineWatch:
 
     def __init__(self, request_timeout: float) -> None:
         self.request_timeout = request_timeout
-        self._watched: deque[_Watched] = deque()
+        self._watched: deque[Deadline] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     async def answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -132,16 +127,15 @@ class DeadlineWatch:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        deadline = Deadline(loop.time() + self.request_timeout)
-        watched = _Watched(deadline.at, task)
-        self._watch(watched, loop)
+        deadline = Deadline(loop.time() + self.request_timeout, task=task)
+        self._watch(deadline, loop)
         token = set_current(deadline)
         try:
             return await handler(request)
         except asyncio.CancelledError:
-            if not watched.expired:
+            if not deadline.expired:
                 raise
-            watched.expired = False
+            deadline.expired = False
             if task.uncancel() > 0:  # cancelled by someone else as well
                 raise
             clause = _applied_clause(request, deadline)
@@ -161,16 +155,16 @@ class DeadlineWatch:
                 f"{error.detail}; {clause}", retry_after=error.retry_after, **error.extra
             ) from error
         finally:
-            watched.finished = True
-            if watched.expired:  # the handler swallowed the cancellation
+            deadline.finished = True
+            if deadline.expired:  # the handler swallowed the cancellation
                 task.uncancel()
             _CURRENT.reset(token)
 
-    def _watch(self, watched: _Watched, loop: asyncio.AbstractEventLoop) -> None:
+    def _watch(self, deadline: Deadline, loop: asyncio.AbstractEventLoop) -> None:
         queue = self._watched
         while queue and queue[0].finished:
             queue.popleft()
-        queue.append(watched)
+        queue.append(deadline)
         if self._timer is None:
             self._timer = loop.call_at(queue[0].at, self._expire)
 
@@ -188,7 +182,8 @@ class DeadlineWatch:
                     self._timer = loop.call_at(first.at, self._expire)
                     return
                 first.expired = True
-                first.task.cancel()
+                if first.task is not None:
+                    first.task.cancel()
             queue.popleft()
 
 

@@ -23,6 +23,7 @@ import re
 from typing import Final
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..errors import BackendUnavailable
 from ..observability.logs import KEY_ID
@@ -111,7 +112,7 @@ def _rate_limit(request: web.Request, grant: Grant) -> None:
         )
 
 
-def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
     """The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers) of a
     rate-limited key's answer: its policy, and what remains of it now."""
     verdict = request.get(VERDICT)
@@ -119,8 +120,8 @@ def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> No
     if verdict is None or grant is None or grant.rate is None or grant.burst is None:
         return
     window = max(1, math.ceil(grant.burst / grant.rate))
-    response.headers["RateLimit-Policy"] = f'"key";q={grant.burst};w={window}'
-    response.headers["RateLimit"] = f'"key";r={verdict.remaining};t={math.ceil(verdict.reset)}'
+    headers["RateLimit-Policy"] = f'"key";q={grant.burst};w={window}'
+    headers["RateLimit"] = f'"key";r={verdict.remaining};t={math.ceil(verdict.reset)}'
 
 
 class AccessCheck:

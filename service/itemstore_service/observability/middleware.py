@@ -1,23 +1,27 @@
-"""The outermost middleware: request id, request metrics and the access log.
+"""The outermost middleware: request id, metrics, answer headers, access log.
 
-It takes the request id from ``X-Request-ID`` (or makes one), returns it in the
-response header, counts and times every request by route template and final
-status, and writes one access-log line per request when asked to.
+It takes the request id from ``X-Request-ID`` (or makes one) and returns it
+with the other headers every answer carries, counts and times every request
+by route template and final status, and writes one access-log line per
+request when asked to. Headers are set here, on the answer a handler
+returned, rather than in an ``on_response_prepare`` signal: no handler
+prepares its own answer, and the signal costs every answer a coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import Counter, Gauge, Histogram
+from multidict import CIMultiDict
+from prometheus_client import Counter
 
 from .logs import KEY_ID, REQUEST_ID
 from .metrics import IN_FLIGHT, KEY_REQUESTS, REQUEST_LATENCY, REQUESTS
@@ -28,6 +32,9 @@ ACCESS_LOGGER: Final = logging.getLogger("itemstore.access")
 _METHODS: Final = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
 _CLIENT_CLOSED: Final = 499  # the client went away before the answer (nginx's convention)
 _REQUEST_ID_OK: Final = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+AnswerHeaders = Callable[[web.Request, CIMultiDict[str]], None]
+"""Sets headers of an answer that is about to be sent."""
 
 
 def request_id_from(header: str | None) -> str:
@@ -45,31 +52,53 @@ def route_label(request: web.Request) -> str:
     return UNMATCHED_ROUTE if resource is None else resource.canonical
 
 
-# labels() costs a lock and a few allocations per call: look each child up once.
-@functools.cache
-def _route_metrics(method: str, route: str) -> tuple[Gauge, Histogram]:
-    return IN_FLIGHT.labels(route=route), REQUEST_LATENCY.labels(method=method, route=route)
+class _RouteMetrics:
+    """The metric children of one route and method: labels() costs a lock
+    and a few allocations per call, so each child is looked up once."""
+
+    __slots__ = ("_answered", "_method", "in_flight", "latency", "route")
+
+    def __init__(self, method: str, route: str) -> None:
+        self.route = route
+        self.in_flight = IN_FLIGHT.labels(route=route)
+        self.latency = REQUEST_LATENCY.labels(method=method, route=route)
+        self._method = method
+        self._answered: dict[int, Counter] = {}
+
+    def answered(self, status: int) -> Counter:
+        counter = self._answered.get(status)
+        if counter is None:
+            counter = REQUESTS.labels(method=self._method, route=self.route, status=str(status))
+            self._answered[status] = counter
+        return counter
 
 
-@functools.cache
-def _request_counter(method: str, route: str, status: int) -> Counter:
-    return REQUESTS.labels(method=method, route=route, status=str(status))
+def observability_middleware(
+    *, access_log: bool = False, answer_headers: AnswerHeaders | None = None
+) -> Middleware:
+    """The outermost middleware: request id, metrics, the headers every answer
+    carries (``X-Request-ID``, and what ``answer_headers`` adds), and (when
+    ``access_log``) one ``itemstore.access`` log line per request with method,
+    route, path, status, duration and access key id; never headers, query
+    strings or bodies."""
+    by_route: dict[object, _RouteMetrics] = {}
 
-
-def observability_middleware(*, access_log: bool = False) -> Middleware:
-    """The outermost middleware: request id, metrics and (when ``access_log``)
-    one ``itemstore.access`` log line per request with method, route, path,
-    status, duration and access key id; never headers, query strings or bodies."""
+    def metrics_of(request: web.Request) -> _RouteMetrics:
+        route = request.match_info.route
+        method = request.method if request.method in _METHODS else "other"
+        index = route if route.resource is not None else (UNMATCHED_ROUTE, method)
+        metrics = by_route.get(index)
+        if metrics is None:
+            metrics = by_route[index] = _RouteMetrics(method, route_label(request))
+        return metrics
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         token = REQUEST_ID.set(request_id)
-        key_token = KEY_ID.set(None)  # the access middleware names the key
-        method = request.method if request.method in _METHODS else "other"
-        route = route_label(request)
-        in_flight, latency = _route_metrics(method, route)
-        in_flight.inc()
+        key_token = KEY_ID.set(None)  # the access check names the key
+        metrics = metrics_of(request)
+        metrics.in_flight.inc()
         status = 500
         start = time.perf_counter()
         try:
@@ -77,19 +106,23 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
             status = response.status
             if not response.prepared:
                 response.headers[REQUEST_ID_HEADER] = request_id
+                if answer_headers is not None:
+                    answer_headers(request, response.headers)
             return response
         except web.HTTPException as exc:
             status = exc.status
             exc.headers[REQUEST_ID_HEADER] = request_id
+            if answer_headers is not None:
+                answer_headers(request, exc.headers)
             raise
         except asyncio.CancelledError:
             status = _CLIENT_CLOSED
             raise
         finally:
             elapsed = time.perf_counter() - start
-            in_flight.dec()
-            _request_counter(method, route, status).inc()
-            latency.observe(elapsed)
+            metrics.in_flight.dec()
+            metrics.answered(status).inc()
+            metrics.latency.observe(elapsed)
             key_id = KEY_ID.get()
             if key_id is not None:
                 KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx").inc()
@@ -101,7 +134,7 @@ def observability_middleware(*, access_log: bool = False) -> Middleware:
                     status,
                     extra={
                         "method": request.method,
-                        "route": route,
+                        "route": metrics.route,
                         "path": request.path,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 3),
