@@ -48,6 +48,7 @@ class RoutePolicy:
 
 
 def policy_of(request: web.Request) -> RoutePolicy:
+    """The policy of the route ``request`` matched (or of no route)."""
     match_info = request.match_info
     resource = match_info.route.resource
     if resource is None or match_info.http_exception is not None:

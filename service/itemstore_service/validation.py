@@ -63,6 +63,9 @@ def path_key(request: web.Request, limits: Limits) -> Key:
     The segment is decoded here, strictly: a stray '%' or escapes that are not
     UTF-8 would otherwise be kept as literal text, naming another key's item."""
     raw = request.rel_url.raw_parts[-1]
+    key_type = request.query.get("key_type", "str") if request.query_string else "str"
+    if "%" not in raw and raw.isascii():  # most keys: nothing to decode
+        return check_key(parse_path_key(raw, key_type), limits)
     if _BAD_ESCAPE.search(raw):
         raise InvalidKey("a '%' in a key must be sent as %25")
     try:
@@ -70,7 +73,7 @@ def path_key(request: web.Request, limits: Limits) -> Key:
         text.encode()  # no lone surrogates either
     except UnicodeError:
         raise InvalidKey("the key's %-escapes must spell UTF-8 text") from None
-    return check_key(parse_path_key(text, request.query.get("key_type", "str")), limits)
+    return check_key(parse_path_key(text, key_type), limits)
 
 
 def flag(request: web.Request, name: str) -> bool:
@@ -85,7 +88,10 @@ def prefers_minimal(request: web.Request) -> bool:
     ``return=minimal``: preferences are separated by commas, their names and
     this value compared case-insensitively, parameters after ``;`` and other
     preferences ignored; only the first ``return`` preference counts."""
-    for header in request.headers.getall("Prefer", ()):
+    headers = request.headers.getall("Prefer", ())
+    if headers == ["return=minimal"]:  # as the SDK sends it
+        return True
+    for header in headers:
         for preference in header.split(","):
             name, _, value = preference.partition(";")[0].partition("=")
             if name.strip().lower() == "return":
@@ -96,6 +102,8 @@ def prefers_minimal(request: web.Request) -> bool:
 def expiry(request: web.Request, limits: Limits) -> int | None:
     """When the item written expires (Unix seconds), from ``?expire_in=``
     (seconds from now) or ``?expire_at=`` (Unix seconds); None without them."""
+    if not request.query_string:
+        return None
     given = {
         name: request.query[name] for name in ("expire_in", "expire_at") if name in request.query
     }
