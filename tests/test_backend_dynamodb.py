@@ -218,6 +218,11 @@ async def test_readyz_keeps_the_storage_error_out_of_its_answer(
     client = await aiohttp_client(create_app(dynamodb_config))
     assert (await client.get("/readyz")).status == 200
     await raw_client.delete_table(TableName=dynamodb_config.dynamodb_table)
+    # dynalite deletes a table in the background (DELETING, then gone).
+    waiter = raw_client.get_waiter("table_not_exists")
+    await waiter.wait(
+        TableName=dynamodb_config.dynamodb_table, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
     answer = await client.get("/readyz")  # asked by anyone: no token needed
     assert answer.status == 503
     text = await answer.text()
