@@ -153,13 +153,13 @@ class Report:
             ]
             for m in self.measurements
         ]
-        lines += _table(header, rows, first_numeric=2)
+        lines += markdown_table(header, rows, first_numeric=2)
         ratios = self.ratios()
         shown = [(k, h) for k, h, *_ in RATIOS if any(r[k] is not None for r in ratios.values())]
         if shown:
             ratio_rows = [[w, *(_fmt_ratio(r[k]) for k, _ in shown)] for w, r in ratios.items()]
             ratio_header = ["workload", *(h for _, h in shown)]
-            lines += ["", *_table(ratio_header, ratio_rows, first_numeric=1)]
+            lines += ["", *markdown_table(ratio_header, ratio_rows, first_numeric=1)]
         return "\n".join(lines)
 
 
@@ -186,7 +186,9 @@ def _fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], first_numeric: int) -> list[str]:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], first_numeric: int
+) -> list[str]:
     """A markdown table with padded columns; columns from ``first_numeric`` on align right."""
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
     numeric = [i >= first_numeric for i in range(len(header))]

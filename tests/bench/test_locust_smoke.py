@@ -5,28 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.procs import Children, free_port
 from bench.targets import ROOT, child_env
-
-
-@pytest.fixture
-def service_port(tmp_path: Path) -> Iterator[int]:
-    """``itemstore serve`` on a free port with a fresh SQLite file."""
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "itemstore_service", "serve", "--host", "127.0.0.1",
-        "--port", str(port), "--sqlite-path", str(tmp_path / "items.sqlite3"),
-        "--log-level", "warning",
-    ]  # fmt: skip
-    with Children(tmp_path) as children:
-        server = children.start("itemstore", argv, child_env())
-        children.wait_http(server, port, "/", timeout=30)
-        yield port
 
 
 @pytest.mark.parametrize("workload", ["mixed", "read"])
