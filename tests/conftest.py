@@ -19,9 +19,16 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from bench import dynamodb_local
+from bench.moto_keepalive import OneAtATime
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 
@@ -39,10 +46,24 @@ os.environ.update(
 )
 
 
+class SerialMotoServer(ThreadedMotoServer):
+    """moto's threaded server, running one request at a time: DynamoDB applies
+    each conditional write atomically, moto checks the condition and then
+    stores the item without a lock (``bench.moto_keepalive.OneAtATime``)."""
+
+    def _server_entry(self) -> None:
+        app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server (DynamoDB and the rest) on a free port of 127.0.0.1."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = SerialMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
