@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import multiprocessing
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -25,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from itemstore_service.app import create_app
 from itemstore_service.appkeys import STORE
 from itemstore_service.backends.base import Backend, ItemKey, Puts, Record, Records
-from itemstore_service.breaker import BREAKER, Breaker, GuardedBackend
+from itemstore_service.breaker import BREAKER, Breaker, GuardedBackend, HostBreaker
 from itemstore_service.config import Config
 from itemstore_service.errors import BackendUnavailable
 from itemstore_service.observability.metrics import render_metrics
@@ -203,3 +204,61 @@ async def test_retry_after_counts_the_seconds_to_the_next_probe() -> None:
     breaker.failed()
     assert breaker.retry_after() == 3
     await breaker.stop()
+
+
+async def test_an_open_breaker_stops_the_other_workers_of_its_host_until_its_probe_succeeds() -> (
+    None
+):
+    host = HostBreaker()
+    healthy = False
+    probes = 0
+
+    async def probe() -> None:
+        nonlocal probes
+        probes += 1
+        if not healthy:
+            raise BackendUnavailable("down")
+
+    async def never() -> None:
+        raise AssertionError("only the worker whose breaker opened probes")
+
+    opener = Breaker("test", probe, failures=1, probe_timeout=1.0, first_interval=0.1, host=host)
+    other = Breaker("test", never, failures=5, probe_timeout=1.0, first_interval=0.1, host=host)
+    other.check()  # closed
+    opener.failed()
+    assert other.is_open
+    with pytest.raises(BackendUnavailable) as refused:
+        other.check()
+    assert refused.value.detail.startswith("another worker of this host found the test backend")
+    assert refused.value.retry_after == 1
+    await asyncio.sleep(0.15)  # the first probe fails: open again, for 0.2 s
+    assert probes == 1 and other.is_open
+    healthy = True
+    await asyncio.sleep(0.3)
+    assert probes == 2 and not other.is_open
+    other.check()  # closed for every worker
+    await opener.stop()
+    await other.stop()
+
+
+def _open_for(host: HostBreaker, seconds: float) -> None:
+    host.open_until(time.monotonic() + seconds)
+
+
+def test_the_host_breaker_is_shared_with_the_worker_processes() -> None:
+    host = HostBreaker(shared=True)
+    worker = multiprocessing.get_context("spawn").Process(target=_open_for, args=(host, 30.0))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    assert 20 < host.seconds_open() <= 30  # opened in the worker, seen here
+
+    async def probe() -> None:
+        raise AssertionError("not this worker's to probe")
+
+    breaker = Breaker("test", probe, failures=5, probe_timeout=1.0, host=host)
+    with pytest.raises(BackendUnavailable) as refused:
+        breaker.check()
+    assert 20 < (refused.value.retry_after or 0) <= 30
+    host.close()
+    breaker.check()

@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from .access.check import KEYRING, LIMITER, rate_limit_headers
 from .access.keyring import KeyRing
-from .access.ratelimit import BucketTable, RateLimiter
+from .access.ratelimit import RateLimiter
 from .access.routes import routes as key_routes
 from .admission import ADMISSION, Admission, queue_bound
 from .appkeys import CONFIG, STORE
@@ -22,6 +22,7 @@ from .console import add_console_routes
 from .cors import cors_middleware
 from .gate import gate_middleware
 from .health import add_health_routes
+from .host import HostState
 from .listener import SERVER
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
@@ -29,11 +30,12 @@ from .routes import routes
 from .store import Store
 
 
-def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.Application:
+def create_app(config: Config, host: HostState | None = None) -> web.Application:
     """A ready-to-run application. The backend opens on startup; on cleanup
     the store drains every queued write before the backend closes.
-    ``rate_buckets``: the rate-limit table shared by the workers of one host
-    (by default one of this process alone)."""
+    ``host``: what the workers of one host share (by default, state of this
+    process alone)."""
+    host = host or HostState.make(shared=False)
     # Observability is outermost so it sees the final status of every answer;
     # CORS headers go on every answer, problems included; the gate checks
     # and refuses, runs the handler, and turns errors into problems.
@@ -53,7 +55,7 @@ def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.A
         write_timeout=config.write_timeout,
     )
     app[ADMISSION] = admission
-    app[LIMITER] = RateLimiter(rate_buckets or BucketTable())
+    app[LIMITER] = RateLimiter(host.rate_buckets)
     backend = backend_module(config.backend)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
@@ -62,6 +64,7 @@ def create_app(config: Config, rate_buckets: BucketTable | None = None) -> web.A
                 InstrumentedBackend(opened),
                 failures=config.breaker_failures,
                 probe_timeout=config.request_timeout,
+                host=host.breaker,
             )
             app[BREAKER] = guarded.breaker
             app[STORE] = Store(

@@ -1,4 +1,4 @@
-"""The circuit breaker around the backend, one per worker.
+"""The circuit breaker around the backend: one per worker, and what the host's workers share.
 
 After ``failures`` backend calls in a row failed (BackendUnavailable, or a
 call still running at its deadline), the breaker opens: data requests are
@@ -8,16 +8,27 @@ interval ends one probe is sent (the backend's ``ping``): success closes the
 breaker, failure reopens it for twice the interval (1 s at first, 30 s at
 most). A failed condition is an answer, not a failure. No one has to act for
 the service to recover.
+
+The workers of one host share when a breaker of theirs is open
+(``HostBreaker``, in shared memory): while one worker's breaker is open the
+others refuse too, at once, rather than each finding out for itself with
+``failures`` more calls, each waiting for its deadline when the backend hangs.
+Only the worker whose breaker opened probes; when its probe succeeds, every
+worker takes requests again, and if it cannot probe (it died), the others
+take requests again when its next probe was due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import logging
 import math
+import multiprocessing
+import time
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -35,6 +46,30 @@ MAX_INTERVAL: Final = 30.0
 log = logging.getLogger("itemstore.breaker")
 
 
+class HostBreaker:
+    """Until when (``time.monotonic()``, one clock for every process of the
+    host) a breaker of this host's workers is open; 0.0 while none is. In
+    shared memory when ``shared`` (make it before starting the workers and
+    hand it to each), else in this process's memory."""
+
+    def __init__(self, *, shared: bool = False) -> None:
+        self._until: Any
+        if shared:
+            self._until = multiprocessing.get_context("spawn").RawValue(ctypes.c_double, 0.0)
+        else:
+            self._until = ctypes.c_double(0.0)
+
+    def seconds_open(self) -> float:
+        """Seconds until the open breaker's next probe (0 or less: none open)."""
+        return float(self._until.value) - time.monotonic()
+
+    def open_until(self, until: float) -> None:
+        self._until.value = until
+
+    def close(self) -> None:
+        self._until.value = 0.0
+
+
 class Breaker:
     """Counts consecutive failures of backend calls and, while open, refuses
     calls until a probe succeeds. ``probe`` is the backend's ping; it fails
@@ -49,8 +84,10 @@ class Breaker:
         probe_timeout: float,
         first_interval: float = FIRST_INTERVAL,
         max_interval: float = MAX_INTERVAL,
+        host: HostBreaker | None = None,
     ) -> None:
         self.name = name
+        self.host = host or HostBreaker()
         self._probe = probe
         self.failures = failures
         self.probe_timeout = probe_timeout
@@ -65,25 +102,33 @@ class Breaker:
 
     @property
     def is_open(self) -> bool:
-        return self._next_probe is not None
+        """This worker's breaker is open, or another worker's of this host."""
+        return self._next_probe is not None or self.host.seconds_open() > 0
 
     def retry_after(self) -> int:
         """Whole seconds until the next probe, at least 1."""
-        if self._next_probe is None:
-            return 1
-        left = self._next_probe - asyncio.get_running_loop().time()
+        if self._next_probe is not None:
+            left = self._next_probe - asyncio.get_running_loop().time()
+        else:
+            left = self.host.seconds_open()
         return max(1, math.ceil(left))
 
     def check(self) -> None:
         """Raise BackendUnavailable (with the seconds until the next probe as
-        its ``retry_after``) while the breaker is open."""
+        its ``retry_after``) while the breaker is open, here or in another
+        worker of this host."""
         if self._next_probe is not None:
-            raise BackendUnavailable(
-                f"the {self.name} backend failed {self.failures} calls in a row; requests"
-                " are refused until a probe of it succeeds (the next in about"
-                f" {self.retry_after()} s); the request was not applied",
-                retry_after=self.retry_after(),
-            )
+            found = f"the {self.name} backend failed {self.failures} calls in a row"
+        elif self.host.seconds_open() > 0:
+            found = f"another worker of this host found the {self.name} backend failing"
+        else:
+            return
+        retry_after = self.retry_after()
+        raise BackendUnavailable(
+            f"{found}; requests are refused until a probe of it succeeds (the next in"
+            f" about {retry_after} s); the request was not applied",
+            retry_after=retry_after,
+        )
 
     def succeeded(self) -> None:
         if self._next_probe is None:
@@ -108,6 +153,7 @@ class Breaker:
     def _open(self, interval: float) -> None:
         self.interval = interval
         self._next_probe = asyncio.get_running_loop().time() + interval
+        self.host.open_until(time.monotonic() + interval)
         self._gauge.set(1)
         # A context of its own: the task would otherwise copy the request's,
         # deadline included, and every probe would fail before being sent.
@@ -117,6 +163,7 @@ class Breaker:
 
     def _close(self) -> None:
         self._next_probe = None
+        self.host.close()
         self.failed_in_a_row = 0
         self.interval = self.first_interval
         self._gauge.set(0)
@@ -157,10 +204,17 @@ class GuardedBackend(BackendWrapper):
     write running in a thread cannot be stopped, and the next batch should
     wait for it rather than pile up behind it)."""
 
-    def __init__(self, inner: Backend, *, failures: int, probe_timeout: float) -> None:
+    def __init__(
+        self,
+        inner: Backend,
+        *,
+        failures: int,
+        probe_timeout: float,
+        host: HostBreaker | None = None,
+    ) -> None:
         super().__init__(inner)
         self.breaker = Breaker(
-            inner.name, self._probe, failures=failures, probe_timeout=probe_timeout
+            inner.name, self._probe, failures=failures, probe_timeout=probe_timeout, host=host
         )
 
     async def _probe(self) -> None:

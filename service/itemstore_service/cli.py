@@ -27,7 +27,7 @@ from .config import LOG_LEVELS, Config, ConfigError
 from .errors import ItemstoreError
 
 if TYPE_CHECKING:
-    from .access.ratelimit import BucketTable
+    from .host import HostState
 
 _TRUE = {"1", "true", "yes", "on"}
 _STOP_SIGNALS: Final = {signal.SIGTERM, signal.SIGINT}
@@ -303,11 +303,11 @@ def _release_stop_signals() -> None:
 
 
 def run_worker(
-    config: Config, on_listening: Callable[[], None], rate_buckets: BucketTable | None = None
+    config: Config, on_listening: Callable[[], None], host: HostState | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close (one process).
-    ``on_listening`` is called once the port is bound; ``rate_buckets`` is
-    the rate-limit table shared by the workers of this host."""
+    ``on_listening`` is called once the port is bound; ``host`` is what the
+    workers of this host share."""
     _hold_stop_signals()  # held already when started by serve(): the hold is inherited
     faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS ...) still writes its traceback
     import uvloop
@@ -319,7 +319,7 @@ def run_worker(
     from .observability.logs import configure_logging
 
     configure_logging(config.log_level)
-    app = create_app(config, rate_buckets)
+    app = create_app(config, host)
 
     async def release_stop_signals(app: web.Application) -> None:
         # aiohttp installs its SIGTERM/SIGINT handlers before the app's
@@ -347,10 +347,10 @@ def run_worker(
 
 
 def _run_worker_process(
-    config: Config, listening: multiprocessing.connection.Connection, rate_buckets: BucketTable
+    config: Config, listening: multiprocessing.connection.Connection, host: HostState
 ) -> None:
     """One of several workers: tells the parent through ``listening`` once it listens."""
-    run_worker(config, lambda: listening.send_bytes(b"listening"), rate_buckets)
+    run_worker(config, lambda: listening.send_bytes(b"listening"), host)
 
 
 def _exit_with(problem: str) -> NoReturn:
@@ -404,15 +404,15 @@ def _all_listening(
 def serve(config: Config) -> None:
     """Run the service in this process (one worker) or in ``config.workers``
     processes started and watched from this one; exit with the first failure."""
-    rate_buckets = None
+    host = None
     if config.workers > 1:
         # multiprocessing starts its resource tracker with the first worker,
         # and lets SIGTERM/SIGINT through in this process as it does: start
         # it before the hold, so that the hold lasts and the workers inherit it.
         multiprocessing.resource_tracker.ensure_running()
-        from .access.ratelimit import BucketTable
+        from .host import HostState
 
-        rate_buckets = BucketTable(shared=True)  # one per host, for every worker
+        host = HostState.make(shared=True)  # one per host, for every worker
     _hold_stop_signals()
     where = backend_module(config.backend).describe(config)
 
@@ -436,7 +436,7 @@ def serve(config: Config) -> None:
     context = multiprocessing.get_context("spawn")
     pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
     workers = [
-        context.Process(target=_run_worker_process, args=(config, sender, rate_buckets))
+        context.Process(target=_run_worker_process, args=(config, sender, host))
         for _, sender in pipes
     ]
     for worker in workers:
