@@ -75,7 +75,7 @@ class Config:
     """Seconds within which every data request is answered (503 past them)."""
     max_inflight: int = 128
     """Requests one worker handles at once; past it, 503 ``overloaded``."""
-    max_queue_delay: float = 0.01
+    max_queue_delay: float = 0.005
     """Seconds of work a batch queue may hold past its next round of batches
     before new requests are refused with 503 ``overloaded``."""
     max_loop_lag: float = 1.0
