@@ -156,6 +156,7 @@ class DeadlineWatch:
             ) from error
         finally:
             deadline.finished = True
+            deadline.task = None  # the queue may keep the deadline a while, not the task
             if deadline.expired:  # the handler swallowed the cancellation
                 task.uncancel()
             _CURRENT.reset(token)
