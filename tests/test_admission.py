@@ -254,3 +254,15 @@ async def test_a_lagging_event_loop_refuses_new_requests(
             break
         await asyncio.sleep(0.02)
     assert (await client.get(f"{URL}/x")).status == 404
+
+
+async def test_a_stall_before_the_first_samples_is_no_lag(
+    sqlite_config: Config, aiohttp_client: MakeClient
+) -> None:
+    """One long stall (as at start-up, before the worker's first timers) does
+    not make a worker refuse: lag is judged on a full window of samples."""
+    client = await aiohttp_client(create_app(replace(sqlite_config, max_loop_lag=0.05)))
+    time.sleep(0.3)  # noqa: ASYNC251  # the loop is stalled once, right after start-up
+    answer = await client.get(f"{URL}/x")
+    assert answer.status == 404  # taken (no such item), not refused
+    assert client.app[ADMISSION].loop_lag < 0.05

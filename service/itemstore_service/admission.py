@@ -97,7 +97,8 @@ class Admission:
                 start = loop.time()
                 await asyncio.sleep(LAG_PERIOD)
                 samples.append(loop.time() - start - LAG_PERIOD)
-                self.loop_lag = min(samples)
+                if len(samples) == LAG_SAMPLES:  # one stall (at start-up) is no lag
+                    self.loop_lag = min(samples)
 
         task = asyncio.create_task(watch())
         yield

@@ -248,6 +248,12 @@ class GuardedBackend(BackendWrapper):
             if not late:
                 self.breaker.failed()
             raise
+        except asyncio.CancelledError:
+            # Its request's deadline passed first (the two timers may fire in
+            # either order): the call was still running at the deadline.
+            if not late and deadline is not None and deadline.expired:
+                timed_out()
+            raise
         else:
             if not late:
                 self.breaker.succeeded()

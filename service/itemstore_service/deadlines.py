@@ -110,9 +110,6 @@ class DeadlineWatch:
     set for the first, and a request past its deadline has its task
     cancelled, as ``asyncio.timeout`` would."""
 
-    EARLY: Final = 0.001
-    """A timer may fire this early (libuv counts whole milliseconds)."""
-
     def __init__(self, request_timeout: float) -> None:
         self.request_timeout = request_timeout
         self._watched: deque[Deadline] = deque()
@@ -174,7 +171,7 @@ class DeadlineWatch:
         finished ones, and set the timer for the next deadline."""
         self._timer = None
         loop = asyncio.get_running_loop()
-        now = loop.time() + self.EARLY
+        now = loop.time()
         queue = self._watched
         while queue:
             first = queue[0]

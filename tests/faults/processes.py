@@ -80,19 +80,26 @@ def serve_flags() -> frozenset[str]:
 @contextmanager
 def running_itemstore(flags: Sequence[str], log: Path) -> Iterator[str]:
     """``itemstore serve`` with ``flags`` on a free port; yields its URL once
-    /readyz answers 200; stops it with SIGTERM and checks it exited cleanly.
-    Its log goes to ``log``."""
+    every worker listens (the start-up line, printed then) and /readyz answers
+    200; stops it with SIGTERM and checks it exited cleanly. Its log goes to
+    ``log``."""
     port = free_port()
     command = [sys.executable, "-m", "itemstore_service", "serve", "--port", str(port)]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [*command, "--log-level", "warning", *flags],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # the start-up line only
             stderr=log_file,
         )
         url = f"http://127.0.0.1:{port}"
         try:
+            assert process.stdout is not None
+            started = process.stdout.readline()  # once every worker listens
+            assert started.startswith(b"itemstore "), (started, log.read_text())
             _wait_for(url + "/readyz", process, "itemstore serve")
             yield url
         finally:
-            assert _stop(process) == 0, log.read_text()
+            code = _stop(process)
+            if process.stdout is not None:
+                process.stdout.close()
+            assert code == 0, log.read_text()
