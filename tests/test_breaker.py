@@ -262,3 +262,23 @@ def test_the_host_breaker_is_shared_with_the_worker_processes() -> None:
     assert 20 < (refused.value.retry_after or 0) <= 30
     host.close()
     breaker.check()
+
+
+async def test_the_other_workers_keep_refusing_while_the_probe_runs() -> None:
+    host = HostBreaker()
+    answered = asyncio.Event()
+
+    async def slow_probe() -> None:
+        await answered.wait()
+
+    opener = Breaker(
+        "test", slow_probe, failures=1, probe_timeout=2.0, first_interval=0.05, host=host
+    )
+    other = Breaker("test", slow_probe, failures=5, probe_timeout=2.0, host=host)
+    opener.failed()
+    await asyncio.sleep(0.2)  # the interval is over: the probe runs, unanswered
+    assert other.is_open and 1.5 < host.seconds_open() <= 2.0
+    answered.set()
+    await asyncio.sleep(0.05)
+    assert not other.is_open and not opener.is_open
+    await opener.stop()

@@ -13,9 +13,10 @@ The workers of one host share when a breaker of theirs is open
 (``HostBreaker``, in shared memory): while one worker's breaker is open the
 others refuse too, at once, rather than each finding out for itself with
 ``failures`` more calls, each waiting for its deadline when the backend hangs.
-Only the worker whose breaker opened probes; when its probe succeeds, every
-worker takes requests again, and if it cannot probe (it died), the others
-take requests again when its next probe was due.
+Only the worker whose breaker opened probes (the others keep refusing while
+the probe runs); when its probe succeeds, every worker takes requests again,
+and if it cannot probe (it died), the others take requests again when its
+probe was due.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ class Breaker:
 
     async def _probe_later(self, interval: float) -> None:
         await asyncio.sleep(interval)
+        self.host.open_until(time.monotonic() + self.probe_timeout)  # the others wait for it
         try:
             async with asyncio.timeout(self.probe_timeout):
                 await self._probe()
