@@ -19,7 +19,7 @@ from tests.console.conftest import TOKEN
 from tests.live_service import Served, serve
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Page, Route
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[dev]')")
 from playwright.sync_api import expect
@@ -366,6 +366,31 @@ def test_the_query_box_shows_only_when_the_service_has_the_query_endpoint(
         expect(page.locator("#items td.key")).to_have_text(["a", "b", "c"])
     # No item here expires, so no expiry column either.
     expect(page.locator("#items-table th.expiry")).to_be_hidden()
+
+
+def test_a_page_that_answers_late_does_not_replace_a_later_one(
+    page: Page, service: Served, sdk: Client, collection_name: str
+) -> None:
+    """The first listing of a collection is held back until a query, sent
+    after it, is shown: the listing's late answer must not replace it."""
+    sdk.collection(collection_name).update({"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}})
+    held: list[Route] = []
+
+    def hold_the_first_listing(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(f"**/collections/{collection_name}/items?*", hold_the_first_listing)
+    open_collection(page, service, collection_name)
+    page.fill("#query-body", '{"where": {"n?gte": 2}}')
+    page.click("#query button[type=submit]")
+    expect(page.locator("#items td.key")).to_have_text(["b", "c"])
+    with page.expect_response(f"**/collections/{collection_name}/items?*"):
+        held[0].continue_()
+    page.wait_for_timeout(500)  # what the late page would need to be drawn
+    expect(page.locator("#items td.key")).to_have_text(["b", "c"])
 
 
 # -- import and export -------------------------------------------------------------

@@ -30,6 +30,7 @@ const state = {
   query: null,
   item: null, // {key, etag, isNew} of the item in the editor
   worker: null,
+  pageLoad: 0, // the latest page load: an earlier one that ends later is dropped
 };
 
 // -- small helpers --------------------------------------------------------------
@@ -168,6 +169,7 @@ async function openCollection(name) {
 }
 
 async function loadPage() {
+  const load = ++state.pageLoad;
   const api = state.api;
   const name = state.collection;
   const cursor = state.cursors.at(-1);
@@ -178,6 +180,7 @@ async function loadPage() {
     api.etags(name, page.items.map((item) => item.key)),
     api.count(name),
   ]);
+  if (load !== state.pageLoad) return; // a later load (a query, another page) shows instead
   state.nextCursor = page.next_cursor;
   $("collection-count").textContent = `${count} item${count === 1 ? "" : "s"}`;
   const withExpiry = page.items.some((item) => item.expires_at !== null);
