@@ -228,10 +228,14 @@ class FaultProxy:
         await self._unlisten()
         for connection in list(self._connections):
             connection.reset()
-        # Reset connections end their tasks; cancelling them instead would make
-        # asyncio's streams log the CancelledError.
+        # Reset connections end their tasks, but for one that waits out a
+        # latency: cancel those (``_serve`` ends quietly when cancelled).
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            _, waiting = await asyncio.wait(list(self._tasks), timeout=0.5)
+            for task in waiting:
+                task.cancel()
+            if waiting:
+                await asyncio.wait(waiting, timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -257,6 +261,10 @@ class FaultProxy:
                 connection.upstream_to_client(upstream_reader),
             )
         except (OSError, asyncio.IncompleteReadError):
+            connection.reset()
+        except asyncio.CancelledError:
+            # Stopped by ``_shut``: end as a reset connection would, since a
+            # cancelled task here is logged as an error by asyncio's streams.
             connection.reset()
         finally:
             self._connections.discard(connection)
