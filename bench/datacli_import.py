@@ -27,7 +27,9 @@ from bench.procs import HOST, Children, free_port, peak_rss_mib
 from bench.targets import child_env
 from itemstore_wire.exactjson import dumps
 
-# Run as the command, then report the command's own peak memory on stderr.
+# Run as the command, then report the command's own peak memory on stderr
+# (``peak_kib`` reads it). VmHWM, not ru_maxrss: Linux keeps ru_maxrss across
+# exec (the forking process's own peak), while VmHWM is the new process's.
 MEASURED = """
 import sys
 from pathlib import Path
@@ -39,6 +41,12 @@ finally:
     peak = next(line for line in status if line.startswith("VmHWM:"))
     print("peak-kib", peak.split()[1], file=sys.stderr)
 """
+
+
+def peak_kib(stderr: str) -> int:
+    """The peak memory, in KiB, that a ``MEASURED`` command reported."""
+    peak = next(line for line in stderr.splitlines() if line.startswith("peak-kib "))
+    return int(peak.split()[1])
 
 
 def write_dump(path: Path, items: int, value_bytes: int) -> None:
@@ -68,8 +76,7 @@ def measured(args: list[str], url: str, stdin: Path, stdout: Path) -> tuple[floa
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode != 0:
         raise SystemExit(f"itemstore {' '.join(args)} failed:\n{result.stderr.decode()}")
-    peak = next(line for line in result.stderr.decode().splitlines() if line.startswith("peak-"))
-    return elapsed, cpu, int(peak.split()[1]) / 1024
+    return elapsed, cpu, peak_kib(result.stderr.decode()) / 1024
 
 
 def main() -> None:

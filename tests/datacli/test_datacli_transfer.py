@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.datacli_import import MEASURED, peak_kib
 from itemstore import Client
 from itemstore_service.datacli import importing
 from itemstore_service.datacli.importing import Importer
@@ -305,21 +306,6 @@ def test_copy_from_a_sqlite_service_to_a_moto_one_checks_counts(
             assert "only-at-source" not in client.collection("many")
 
 
-# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (the forking test
-# process's own peak), while VmHWM belongs to the new process's memory.
-PEAK_RSS = """
-import sys
-from pathlib import Path
-from itemstore_service.command import main
-try:
-    main(sys.argv[1:])
-finally:
-    status = Path("/proc/self/status").read_text().splitlines()
-    peak = next(line for line in status if line.startswith("VmHWM:"))
-    print(int(peak.split()[1]) * 1024, file=sys.stderr)
-"""
-
-
 def peak_rss(*args: str, url: str, stdin: Path | None = None, stdout: Path | None = None) -> int:
     """Run a data command; the peak resident memory of its process, in bytes."""
     with (
@@ -327,7 +313,7 @@ def peak_rss(*args: str, url: str, stdin: Path | None = None, stdout: Path | Non
         (stdout or Path(os.devnull)).open("wb") as out,
     ):
         result = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS, *args],
+            [sys.executable, "-c", MEASURED, *args],
             stdin=source,
             stdout=out,
             stderr=subprocess.PIPE,
@@ -335,7 +321,7 @@ def peak_rss(*args: str, url: str, stdin: Path | None = None, stdout: Path | Non
             timeout=120,
         )
     assert result.returncode == 0, result.stderr
-    return int(result.stderr.splitlines()[-1])
+    return peak_kib(result.stderr.decode()) * 1024
 
 
 def dump_lines(count: int) -> Iterator[bytes]:
