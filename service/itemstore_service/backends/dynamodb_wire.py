@@ -1,6 +1,6 @@
 """A lean DynamoDB client for the hot calls: JSON bodies built and read with
-orjson, signed with our own SigV4, sent on one pooled keep-alive aiohttp
-session, with the retries of botocore's standard mode.
+orjson, signed with our own SigV4, sent on a pool of keep-alive connections
+(``dynamodb_http``), with the retries of botocore's standard mode.
 
 Every attempt, and every pause between attempts, fits inside the deadline of
 the request it serves (``deadlines.time_left()``): an attempt's timeouts are
@@ -16,7 +16,6 @@ temporary ones are refreshed before they expire.
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import zlib
 from collections.abc import Awaitable, Callable
@@ -24,15 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from .. import deadlines
 from .dynamodb_errors import DynamoDBError, Unreachable, error_of
+from .dynamodb_http import ConnectFailed, HTTPPool
 from .dynamodb_sigv4 import Credentials, amz_date, sign
-
-_LARGE_BODY = 1 << 20  # aiohttp's limit for a body sent as plain bytes
 
 
 class NotConnected(Unreachable):
@@ -119,11 +115,10 @@ class DynamoDBWire:
         policy: WirePolicy | None = None,
     ) -> None:
         self.url, self.region = endpoint, region
-        self._url = URL(endpoint)  # parsed once, not on every call
         self.host = _host(endpoint)
         self.credentials = credentials
         self.policy = policy or WirePolicy()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HTTPPool(endpoint, self.policy.pool)
 
     async def __aenter__(self) -> DynamoDBWire:
         return self
@@ -132,23 +127,7 @@ class DynamoDBWire:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the running event loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.policy.pool, ttl_dns_cache=60),
-                timeout=self._timeout(None),
-                auto_decompress=False,
-                # Only the headers we sign: no Accept-Encoding (answers stay
-                # uncompressed, as botocore asks), no Accept, no User-Agent.
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                cookie_jar=aiohttp.DummyCookieJar(),  # DynamoDB sets none
-            )
-        return self._session
+        await self._pool.close()
 
     async def request(
         self, operation: str, body: dict[str, Any], *, idempotent: bool = True
@@ -176,19 +155,6 @@ class DynamoDBWire:
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _timeout(self, left: float | None) -> aiohttp.ClientTimeout:
-        """The policy's timeouts, cut to ``left`` seconds (None: not cut)."""
-        policy = self.policy
-        if left is None:
-            return aiohttp.ClientTimeout(
-                total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
-            )
-        return aiohttp.ClientTimeout(
-            total=left,
-            sock_connect=min(policy.connect_timeout, left),
-            sock_read=min(policy.read_timeout, left),
-        )
-
     async def _send(
         self, headers: dict[str, str], payload: bytes, left: float | None = None
     ) -> dict[str, Any]:
@@ -201,27 +167,30 @@ class DynamoDBWire:
             body=payload,
             timestamp=amz_date(),
         )
+        head = "".join(
+            ["POST / HTTP/1.1\r\n", *(f"{name}: {value}\r\n" for name, value in signed.items())]
+        )
+        policy = self.policy
         try:
-            # aiohttp sends bytes over 1 MiB in one write and warns about it; a
-            # stream is written in chunks (a BatchWriteItem of 25 items of 350 KiB
-            # is about 12 MB of JSON).
-            data = io.BytesIO(payload) if len(payload) > _LARGE_BODY else payload
-            async with self._http().post(
-                self._url, data=data, headers=signed, timeout=self._timeout(left)
-            ) as response:
-                status, data = response.status, await response.read()
-                crc = response.headers.get("x-amz-crc32")
-        except aiohttp.ClientConnectorError as exc:
+            answer = await self._pool.post(
+                f"{head}content-length: {len(payload)}\r\n\r\n".encode(),
+                payload,
+                connect_timeout=policy.connect_timeout,
+                within=policy.read_timeout if left is None else min(policy.read_timeout, left),
+            )
+        except ConnectFailed as exc:
             raise NotConnected(f"cannot connect to {self.url}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise LostAnswer(f"no answer from {self.url}: {exc!r}") from exc
+        status, data = answer.status, answer.body
+        crc = answer.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and int(crc) != zlib.crc32(data):
             raise LostAnswer("answer damaged in transit (CRC32 mismatch)")
         try:
-            answer = orjson.loads(data) if data else {}
+            parsed = orjson.loads(data) if data else {}
         except orjson.JSONDecodeError:
-            answer = {"message": data[:200].decode("utf-8", "replace")}
+            parsed = {"message": data[:200].decode("utf-8", "replace")}
         if status != 200:
-            raise error_of(status, answer)
-        result: dict[str, Any] = answer
+            raise error_of(status, parsed)
+        result: dict[str, Any] = parsed
         return result

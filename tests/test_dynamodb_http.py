@@ -1,0 +1,183 @@
+"""The DynamoDB client's HTTP/1.1 pool, against a scripted TCP server on a
+real socket: it answers each request with the bytes a test gives, so the
+shapes a real endpoint may send (chunked bodies, ``Connection: close``, a
+connection dropped halfway) can be produced on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from itemstore_service.backends.dynamodb_http import (
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPPool,
+)
+
+HEAD = b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 2\r\n\r\n"
+
+
+class HangUp(bytes):
+    """Bytes to send before closing the connection."""
+
+
+Reply = Callable[[int], bytes | None]  # request number -> bytes to send (None: hang up)
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n" % len(body)
+    return head + b"".join(line + b"\r\n" for line in extra) + b"\r\n" + body
+
+
+class Scripted:
+    """Counts connections and requests; answers request n with ``reply(n)``."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply, self.requests, self.connections = reply, 0, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await reader.readexactly(2)
+                self.requests += 1
+                answer = self.reply(self.requests)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if isinstance(answer, HangUp):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+Serve = Callable[[Reply], Awaitable[tuple[Scripted, str]]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: Reply) -> tuple[Scripted, str]:
+        script = Scripted(reply)
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        servers.append(server)
+        return script, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def post(pool: HTTPPool, within: float = 2.0) -> tuple[int, bytes]:
+    answer = await pool.post(HEAD, b"{}", connect_timeout=1.0, within=within)
+    return answer.status, answer.body
+
+
+async def test_one_connection_serves_calls_in_turn(serve: Serve) -> None:
+    script, url = await serve(lambda n: ok(b'{"n":%d}' % n, b"x-amz-crc32: 7"))
+    pool = HTTPPool(url, limit=4)
+    try:
+        assert [await post(pool) for _ in range(3)] == [(200, b'{"n":%d}' % n) for n in (1, 2, 3)]
+        assert script.connections == 1
+        answer = await pool.post(HEAD, b"{}", connect_timeout=1, within=1)
+        assert answer.headers["x-amz-crc32"] == "7"
+    finally:
+        await pool.close()
+
+
+async def test_chunked_answer_is_read_whole(serve: Serve) -> None:
+    chunked = b"HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\n"
+    chunked += b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    script, url = await serve(lambda n: chunked)
+    pool = HTTPPool(url, limit=1)
+    try:
+        assert await post(pool) == (400, b"abcde")
+        assert await post(pool) == (400, b"abcde")
+        assert script.connections == 1
+    finally:
+        await pool.close()
+
+
+async def test_connection_close_is_honoured(serve: Serve) -> None:
+    script, url = await serve(lambda n: ok(b"{}", b"connection: close"))
+    pool = HTTPPool(url, limit=1)
+    try:
+        for _ in range(3):
+            assert await post(pool) == (200, b"{}")
+        assert script.connections == 3
+        script.reply = lambda n: HangUp(ok(b"{}"))  # closes an idle keep-alive connection
+        assert await post(pool) == (200, b"{}")
+        await asyncio.sleep(0.05)
+        assert await post(pool) == (200, b"{}")  # on a new connection, not the closed one
+        assert script.connections == 5
+    finally:
+        await pool.close()
+
+
+async def test_dropped_connection_fails_the_call_and_is_not_reused(serve: Serve) -> None:
+    half = HangUp(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}")
+    script, url = await serve(lambda n: {1: None, 2: half}.get(n, ok(b"{}")))
+    pool = HTTPPool(url, limit=1)
+    try:
+        with pytest.raises(ConnectionBroken, match="closed by the server"):
+            await post(pool)  # hung up before answering
+        with pytest.raises(ConnectionBroken, match="closed by the server"):
+            await post(pool)  # hung up halfway through the body
+        assert await post(pool) == (200, b"{}")
+        assert script.connections == 3
+    finally:
+        await pool.close()
+
+
+async def test_unreadable_answer_fails_the_call(serve: Serve) -> None:
+    _, url = await serve(lambda n: b"SMTP ready\r\n\r\n")
+    pool = HTTPPool(url, limit=1)
+    try:
+        with pytest.raises(ConnectionBroken, match="unreadable answer"):
+            await post(pool)
+    finally:
+        await pool.close()
+
+
+async def test_timeout_closes_the_connection(serve: Serve) -> None:
+    late: list[bytes] = []
+    script, url = await serve(lambda n: late.pop() if late else b"")  # request 1: no answer
+    pool = HTTPPool(url, limit=1)
+    try:
+        with pytest.raises(TimeoutError):
+            await post(pool, within=0.1)
+        late.append(ok(b"{}"))
+        assert await post(pool) == (200, b"{}")
+        assert script.connections == 2  # the first one's answer may still come: not reused
+    finally:
+        await pool.close()
+
+
+async def test_at_most_limit_connections_and_the_rest_wait(serve: Serve) -> None:
+    script, url = await serve(lambda n: ok(b"{}"))
+    pool = HTTPPool(url, limit=2)
+    try:
+        answers = await asyncio.gather(*(post(pool) for _ in range(10)))
+        assert answers == [(200, b"{}")] * 10
+        assert script.connections == 2
+    finally:
+        await pool.close()
+
+
+async def test_nothing_listening_is_connect_failed() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    pool = HTTPPool(f"http://127.0.0.1:{port}/", limit=1)
+    with pytest.raises(ConnectFailed):
+        await post(pool)
+    with pytest.raises(ConnectFailed):  # the failed attempt gave its place back
+        await post(pool)
