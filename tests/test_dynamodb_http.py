@@ -181,3 +181,19 @@ async def test_nothing_listening_is_connect_failed() -> None:
         await post(pool)
     with pytest.raises(ConnectFailed):  # the failed attempt gave its place back
         await post(pool)
+
+
+async def test_a_connection_idle_too_long_is_not_used(serve: Serve) -> None:
+    """A connection a NAT or load balancer may have dropped silently (idle
+    past ``keep_alive``) is closed, and the call goes out on a new one."""
+    script, url = await serve(lambda n: ok(b"{}"))
+    pool = HTTPPool(url, limit=1, keep_alive=0.05)
+    try:
+        assert await post(pool) == (200, b"{}")
+        assert await post(pool) == (200, b"{}")
+        assert script.connections == 1
+        await asyncio.sleep(0.1)
+        assert await post(pool) == (200, b"{}")
+        assert script.connections == 2
+    finally:
+        await pool.close()

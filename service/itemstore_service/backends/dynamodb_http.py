@@ -40,7 +40,7 @@ class Answer:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection; ``answer()`` sends a request and waits for its answer."""
+    """One connection; ``send()`` writes a request, its future is the answer."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -49,6 +49,7 @@ class _Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.usable = True
+        self.idle_since = 0.0
 
     # asyncio.Protocol
 
@@ -111,14 +112,18 @@ class _Connection(asyncio.Protocol):
 
 class HTTPPool:
     """Keep-alive connections to the origin of ``url`` (http or https), at
-    most ``limit`` open at once; ``post`` sends ``POST /``."""
+    most ``limit`` open at once; ``post`` sends ``POST /``. A connection idle
+    for ``keep_alive`` seconds is closed rather than used (as aiohttp's
+    client does after 15 s): a load balancer or NAT on the way may have
+    dropped it without a word, and a request sent on it would wait for its
+    timeout."""
 
-    def __init__(self, url: str, limit: int) -> None:
+    def __init__(self, url: str, limit: int, keep_alive: float = 15.0) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self.limit = limit
+        self.limit, self.keep_alive = limit, keep_alive
         self._idle: deque[_Connection] = deque()
         self._open: set[_Connection] = set()
         self._connecting = 0
@@ -146,15 +151,19 @@ class HTTPPool:
         return answer
 
     async def _take(self, connect_timeout: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        stale = loop.time() - self.keep_alive
+        while self._idle and self._idle[0].idle_since < stale:  # the oldest are first
+            self._drop(self._idle.popleft())
         while True:
             while self._idle:
                 connection = self._idle.pop()  # the latest used: least likely closed
                 if connection.usable:
                     return connection
-                self._open.discard(connection)
+                self._drop(connection)
             if len(self._open) + self._connecting < self.limit:
                 break
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             self._waiting.append(waiter)
             try:
                 async with asyncio.timeout(connect_timeout):
@@ -168,13 +177,15 @@ class HTTPPool:
         self._connecting += 1
         try:
             async with asyncio.timeout(connect_timeout):
-                _, connection = await asyncio.get_running_loop().create_connection(
+                _, connection = await loop.create_connection(
                     _Connection, self.host, self.port, ssl=self.ssl
                 )
         except BaseException as exc:
             self._wake()
-            if isinstance(exc, (OSError, TimeoutError)):
-                raise ConnectFailed(f"{exc!r}") from exc
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(f"no connection within {connect_timeout} s") from exc
+            if isinstance(exc, OSError):
+                raise ConnectFailed(str(exc)) from exc
             raise
         finally:
             self._connecting -= 1
@@ -183,11 +194,15 @@ class HTTPPool:
 
     def _give_back(self, connection: _Connection) -> None:
         if connection.usable:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
         else:
-            connection.close()
-            self._open.discard(connection)
+            self._drop(connection)
         self._wake()
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
 
     def _wake(self) -> None:
         while self._waiting:
