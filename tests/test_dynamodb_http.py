@@ -6,9 +6,16 @@ connection dropped halfway) can be produced on purpose."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from itemstore_service.backends.dynamodb_http import (
     ConnectFailed,
@@ -197,3 +204,55 @@ async def test_a_connection_idle_too_long_is_not_used(serve: Serve) -> None:
         assert script.connections == 2
     finally:
         await pool.close()
+
+
+def self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for localhost, and a client
+    context that trusts it (and only it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    return server, ssl.create_default_context(cafile=tmp / "cert.pem")
+
+
+async def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    server_tls, client_tls = self_signed(tmp_path)
+    script = Scripted(lambda n: ok(b'{"n":%d}' % n))
+    server = await asyncio.start_server(script.handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pool = HTTPPool(f"https://localhost:{port}/", limit=1, tls=client_tls)
+        try:
+            assert await post(pool) == (200, b'{"n":1}')
+            assert await post(pool) == (200, b'{"n":2}')
+            assert script.connections == 1
+        finally:
+            await pool.close()
+        untrusting = HTTPPool(f"https://localhost:{port}/", limit=1)  # the system's CAs
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await post(untrusting)
+    finally:
+        server.close()
+        await server.wait_closed()

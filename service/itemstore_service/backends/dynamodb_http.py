@@ -118,11 +118,18 @@ class HTTPPool:
     dropped it without a word, and a request sent on it would wait for its
     timeout."""
 
-    def __init__(self, url: str, limit: int, keep_alive: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        limit: int,
+        keep_alive: float = 15.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        # https: certificates checked against the system's CAs unless ``tls`` says otherwise.
+        self.ssl = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self.limit, self.keep_alive = limit, keep_alive
         self._idle: deque[_Connection] = deque()
         self._open: set[_Connection] = set()
