@@ -58,9 +58,12 @@ class WirePolicy:
     """Attempts, backoff and timeouts. Like botocore's standard mode: at most
     ``attempts`` calls, full-jitter exponential backoff (``base`` doubling up to
     ``cap`` seconds); retried are throttling, 5xx and transient errors, and
-    connection errors or timeouts of calls safe to send twice. Under a
-    request deadline, timeouts are cut to the time left and a retry whose
-    pause would end past it is not made."""
+    connection errors or timeouts of calls safe to send twice.
+    ``connect_timeout`` bounds opening a connection, ``read_timeout`` a whole
+    attempt, answer read to its end (botocore's bounds each read: an answer
+    here is at most 16 MB, in the same region). Under a request deadline,
+    both are cut to the time left and a retry whose pause would end past it
+    is not made."""
 
     attempts: int = 3
     base: float = 0.05
