@@ -22,7 +22,6 @@ with DynamoDB's reserved words.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import hashlib
 import math
 import time
@@ -38,6 +37,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import aioboto3
+import pybase64
 
 from ..batching import Tuning
 from ..conditions import needs_values
@@ -174,7 +174,7 @@ class DynamoDBBackend:
 
     def _item(self, key: ItemKey, record: Record) -> Item:
         item = self._key(key)
-        item["v"] = {"B": binascii.b2a_base64(record.value, newline=False).decode("ascii")}
+        item["v"] = {"B": pybase64.b64encode_as_string(record.value)}
         item["ver"] = {"S": record.version}
         if record.float_key:
             item["fk"] = {"BOOL": True}

@@ -6,13 +6,13 @@ schema, shard count)."""
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Final, TypeVar
 
 import aiohttp
+import pybase64
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -76,8 +76,8 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 def record_of(item: dict[str, Any]) -> Record:
     """The Record of a stored item in the wire's JSON shape (the value base64
     text; ``b""`` when not projected)."""
-    # Decoding ASCII bytes takes half the time of decoding the same str.
-    value = binascii.a2b_base64(item["v"]["B"].encode("ascii")) if "v" in item else b""
+    # pybase64 (SIMD) decodes 1 KiB in a sixth of binascii's time.
+    value = pybase64.b64decode(item["v"]["B"], validate=True) if "v" in item else b""
     float_key = "fk" in item and item["fk"].get("BOOL") is True
     expires_at = int(item["exp"]["N"]) if "exp" in item else None
     return Record(value, item["ver"]["S"], float_key, expires_at)
