@@ -256,3 +256,31 @@ async def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: P
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_caller_that_gives_up_waiting_leaves_its_turn_to_the_next(serve: Serve) -> None:
+    """With the one connection busy, two callers wait; the first is cancelled
+    (its request's deadline passed): the second gets the connection."""
+    release = asyncio.Event()
+    script, url = await serve(lambda n: ok(b'{"n":%d}' % n))
+    pool = HTTPPool(url, limit=1)
+
+    async def slow_first() -> tuple[int, bytes]:
+        connection = await pool._take(1.0)  # hold the one connection until released
+        await release.wait()
+        pool._give_back(connection)
+        return 0, b""
+
+    try:
+        holder = asyncio.create_task(slow_first())
+        await asyncio.sleep(0.05)
+        first, second = asyncio.create_task(post(pool)), asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        assert len(pool._waiting) == 2
+        first.cancel()
+        release.set()
+        await holder
+        assert await second == (200, b'{"n":1}')
+        assert first.cancelled() and script.connections == 1
+    finally:
+        await pool.close()
