@@ -149,13 +149,12 @@ class HTTPPool:
         connection = await self._take(min(connect_timeout, within))
         try:
             async with asyncio.timeout_at(until):
-                answer = await connection.send(head, body)
+                return await connection.send(head, body)
         except BaseException:
-            connection.close()
-            self._give_back(connection)
+            connection.usable = False  # its answer may still come: never reused
             raise
-        self._give_back(connection)
-        return answer
+        finally:
+            self._give_back(connection)
 
     async def _take(self, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
