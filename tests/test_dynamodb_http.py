@@ -10,6 +10,7 @@ import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -82,128 +83,125 @@ async def serve() -> AsyncIterator[Serve]:
         await server.wait_closed()
 
 
+MakePool = Callable[..., HTTPPool]
+
+
+@pytest.fixture
+async def make_pool() -> AsyncIterator[MakePool]:
+    """``HTTPPool(...)``, each one closed after the test."""
+    pools: list[HTTPPool] = []
+
+    def make(url: str, **options: Any) -> HTTPPool:
+        pools.append(HTTPPool(url, **options))
+        return pools[-1]
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
 async def post(pool: HTTPPool, within: float = 2.0) -> tuple[int, bytes]:
     answer = await pool.post(HEAD, b"{}", connect_timeout=1.0, within=within)
     return answer.status, answer.body
 
 
-async def test_one_connection_serves_calls_in_turn(serve: Serve) -> None:
+async def test_one_connection_serves_calls_in_turn(serve: Serve, make_pool: MakePool) -> None:
     script, url = await serve(lambda n: ok(b'{"n":%d}' % n, b"x-amz-crc32: 7"))
-    pool = HTTPPool(url, limit=4)
-    try:
-        assert [await post(pool) for _ in range(3)] == [(200, b'{"n":%d}' % n) for n in (1, 2, 3)]
-        assert script.connections == 1
-        answer = await pool.post(HEAD, b"{}", connect_timeout=1, within=1)
-        assert answer.headers["x-amz-crc32"] == "7"
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=4)
+    assert [await post(pool) for _ in range(3)] == [(200, b'{"n":%d}' % n) for n in (1, 2, 3)]
+    assert script.connections == 1
+    answer = await pool.post(HEAD, b"{}", connect_timeout=1, within=1)
+    assert answer.headers["x-amz-crc32"] == "7"
 
 
-async def test_chunked_answer_is_read_whole(serve: Serve) -> None:
+async def test_chunked_answer_is_read_whole(serve: Serve, make_pool: MakePool) -> None:
     chunked = b"HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\n"
     chunked += b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     script, url = await serve(lambda n: chunked)
-    pool = HTTPPool(url, limit=1)
-    try:
-        assert await post(pool) == (400, b"abcde")
-        assert await post(pool) == (400, b"abcde")
-        assert script.connections == 1
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=1)
+    assert await post(pool) == (400, b"abcde")
+    assert await post(pool) == (400, b"abcde")
+    assert script.connections == 1
 
 
-async def test_connection_close_is_honoured(serve: Serve) -> None:
+async def test_connection_close_is_honoured(serve: Serve, make_pool: MakePool) -> None:
     script, url = await serve(lambda n: ok(b"{}", b"connection: close"))
-    pool = HTTPPool(url, limit=1)
-    try:
-        for _ in range(3):
-            assert await post(pool) == (200, b"{}")
-        assert script.connections == 3
-        script.reply = lambda n: HangUp(ok(b"{}"))  # closes an idle keep-alive connection
+    pool = make_pool(url, limit=1)
+    for _ in range(3):
         assert await post(pool) == (200, b"{}")
-        await asyncio.sleep(0.05)
-        assert await post(pool) == (200, b"{}")  # on a new connection, not the closed one
-        assert script.connections == 5
-    finally:
-        await pool.close()
+    assert script.connections == 3
+    script.reply = lambda n: HangUp(ok(b"{}"))  # closes an idle keep-alive connection
+    assert await post(pool) == (200, b"{}")
+    await asyncio.sleep(0.05)
+    assert await post(pool) == (200, b"{}")  # on a new connection, not the closed one
+    assert script.connections == 5
 
 
-async def test_dropped_connection_fails_the_call_and_is_not_reused(serve: Serve) -> None:
+async def test_dropped_connection_fails_the_call_and_is_not_reused(
+    serve: Serve, make_pool: MakePool
+) -> None:
     half = HangUp(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}")
     script, url = await serve(lambda n: {1: None, 2: half}.get(n, ok(b"{}")))
-    pool = HTTPPool(url, limit=1)
-    try:
-        with pytest.raises(ConnectionBroken, match="closed by the server"):
-            await post(pool)  # hung up before answering
-        with pytest.raises(ConnectionBroken, match="closed by the server"):
-            await post(pool)  # hung up halfway through the body
-        assert await post(pool) == (200, b"{}")
-        assert script.connections == 3
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=1)
+    with pytest.raises(ConnectionBroken, match="closed by the server"):
+        await post(pool)  # hung up before answering
+    with pytest.raises(ConnectionBroken, match="closed by the server"):
+        await post(pool)  # hung up halfway through the body
+    assert await post(pool) == (200, b"{}")
+    assert script.connections == 3
 
 
-async def test_unreadable_answer_fails_the_call(serve: Serve) -> None:
+async def test_unreadable_answer_fails_the_call(serve: Serve, make_pool: MakePool) -> None:
     _, url = await serve(lambda n: b"SMTP ready\r\n\r\n")
-    pool = HTTPPool(url, limit=1)
-    try:
-        with pytest.raises(ConnectionBroken, match="unreadable answer"):
-            await post(pool)
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=1)
+    with pytest.raises(ConnectionBroken, match="unreadable answer"):
+        await post(pool)
 
 
-async def test_timeout_closes_the_connection(serve: Serve) -> None:
+async def test_timeout_closes_the_connection(serve: Serve, make_pool: MakePool) -> None:
     late: list[bytes] = []
     script, url = await serve(lambda n: late.pop() if late else b"")  # request 1: no answer
-    pool = HTTPPool(url, limit=1)
-    try:
-        with pytest.raises(TimeoutError):
-            await post(pool, within=0.1)
-        late.append(ok(b"{}"))
-        assert await post(pool) == (200, b"{}")
-        assert script.connections == 2  # the first one's answer may still come: not reused
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=1)
+    with pytest.raises(TimeoutError):
+        await post(pool, within=0.1)
+    late.append(ok(b"{}"))
+    assert await post(pool) == (200, b"{}")
+    assert script.connections == 2  # the first one's answer may still come: not reused
 
 
-async def test_at_most_limit_connections_and_the_rest_wait(serve: Serve) -> None:
+async def test_at_most_limit_connections_and_the_rest_wait(
+    serve: Serve, make_pool: MakePool
+) -> None:
     script, url = await serve(lambda n: ok(b"{}"))
-    pool = HTTPPool(url, limit=2)
-    try:
-        answers = await asyncio.gather(*(post(pool) for _ in range(10)))
-        assert answers == [(200, b"{}")] * 10
-        assert script.connections == 2
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=2)
+    answers = await asyncio.gather(*(post(pool) for _ in range(10)))
+    assert answers == [(200, b"{}")] * 10
+    assert script.connections == 2
 
 
-async def test_nothing_listening_is_connect_failed() -> None:
+async def test_nothing_listening_is_connect_failed(make_pool: MakePool) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    pool = HTTPPool(f"http://127.0.0.1:{port}/", limit=1)
+    pool = make_pool(f"http://127.0.0.1:{port}/", limit=1)
     with pytest.raises(ConnectFailed):
         await post(pool)
     with pytest.raises(ConnectFailed):  # the failed attempt gave its place back
         await post(pool)
 
 
-async def test_a_connection_idle_too_long_is_not_used(serve: Serve) -> None:
+async def test_a_connection_idle_too_long_is_not_used(serve: Serve, make_pool: MakePool) -> None:
     """A connection a NAT or load balancer may have dropped silently (idle
     past ``keep_alive``) is closed, and the call goes out on a new one."""
     script, url = await serve(lambda n: ok(b"{}"))
-    pool = HTTPPool(url, limit=1, keep_alive=0.05)
-    try:
-        assert await post(pool) == (200, b"{}")
-        assert await post(pool) == (200, b"{}")
-        assert script.connections == 1
-        await asyncio.sleep(0.1)
-        assert await post(pool) == (200, b"{}")
-        assert script.connections == 2
-    finally:
-        await pool.close()
+    pool = make_pool(url, limit=1, keep_alive=0.05)
+    assert await post(pool) == (200, b"{}")
+    assert await post(pool) == (200, b"{}")
+    assert script.connections == 1
+    await asyncio.sleep(0.1)
+    assert await post(pool) == (200, b"{}")
+    assert script.connections == 2
 
 
 def self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -237,20 +235,19 @@ def self_signed(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, ssl.create_default_context(cafile=tmp / "cert.pem")
 
 
-async def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+async def test_https_checks_the_certificate_and_keeps_the_connection(
+    tmp_path: Path, make_pool: MakePool
+) -> None:
     server_tls, client_tls = self_signed(tmp_path)
     script = Scripted(lambda n: ok(b'{"n":%d}' % n))
     server = await asyncio.start_server(script.handle, "127.0.0.1", 0, ssl=server_tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        pool = HTTPPool(f"https://localhost:{port}/", limit=1, tls=client_tls)
-        try:
-            assert await post(pool) == (200, b'{"n":1}')
-            assert await post(pool) == (200, b'{"n":2}')
-            assert script.connections == 1
-        finally:
-            await pool.close()
-        untrusting = HTTPPool(f"https://localhost:{port}/", limit=1)  # the system's CAs
+        pool = make_pool(f"https://localhost:{port}/", limit=1, tls=client_tls)
+        assert await post(pool) == (200, b'{"n":1}')
+        assert await post(pool) == (200, b'{"n":2}')
+        assert script.connections == 1
+        untrusting = make_pool(f"https://localhost:{port}/", limit=1)  # the system's CAs
         with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
             await post(untrusting)
     finally:
@@ -258,12 +255,14 @@ async def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: P
         await server.wait_closed()
 
 
-async def test_a_caller_that_gives_up_waiting_leaves_its_turn_to_the_next(serve: Serve) -> None:
+async def test_a_caller_that_gives_up_waiting_leaves_its_turn_to_the_next(
+    serve: Serve, make_pool: MakePool
+) -> None:
     """With the one connection busy, two callers wait; the first is cancelled
     (its request's deadline passed): the second gets the connection."""
     release = asyncio.Event()
     script, url = await serve(lambda n: ok(b'{"n":%d}' % n))
-    pool = HTTPPool(url, limit=1)
+    pool = make_pool(url, limit=1)
 
     async def slow_first() -> tuple[int, bytes]:
         connection = await pool._take(1.0)  # hold the one connection until released
@@ -271,16 +270,13 @@ async def test_a_caller_that_gives_up_waiting_leaves_its_turn_to_the_next(serve:
         pool._give_back(connection)
         return 0, b""
 
-    try:
-        holder = asyncio.create_task(slow_first())
-        await asyncio.sleep(0.05)
-        first, second = asyncio.create_task(post(pool)), asyncio.create_task(post(pool))
-        await asyncio.sleep(0.05)
-        assert len(pool._waiting) == 2
-        first.cancel()
-        release.set()
-        await holder
-        assert await second == (200, b'{"n":1}')
-        assert first.cancelled() and script.connections == 1
-    finally:
-        await pool.close()
+    holder = asyncio.create_task(slow_first())
+    await asyncio.sleep(0.05)
+    first, second = asyncio.create_task(post(pool)), asyncio.create_task(post(pool))
+    await asyncio.sleep(0.05)
+    assert len(pool._waiting) == 2
+    first.cancel()
+    release.set()
+    await holder
+    assert await second == (200, b'{"n":1}')
+    assert first.cancelled() and script.connections == 1
