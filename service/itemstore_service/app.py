@@ -26,6 +26,7 @@ from .host import HostState
 from .listener import SERVER
 from .observability.instrumented import InstrumentedBackend, count_unprocessed_retries
 from .observability.middleware import observability_middleware
+from .observability.request_metrics import REQUEST_METRICS, RequestMetrics
 from .routes import routes
 from .store import Store
 
@@ -39,8 +40,11 @@ def create_app(config: Config, host: HostState | None = None) -> web.Application
     # Observability is outermost so it sees the final status of every answer;
     # CORS headers go on every answer, problems included; the gate checks
     # and refuses, runs the handler, and turns errors into problems.
+    request_metrics = RequestMetrics()
     middlewares: list[Middleware] = [
-        observability_middleware(access_log=config.access_log, answer_headers=_answer_headers),
+        observability_middleware(
+            request_metrics, access_log=config.access_log, answer_headers=_answer_headers
+        ),
         connection_middleware,
     ]
     if config.cors_origins:
@@ -49,6 +53,7 @@ def create_app(config: Config, host: HostState | None = None) -> web.Application
     middlewares.append(gate_middleware(config, admission))
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_request_bytes)
     app[CONFIG] = config
+    app[REQUEST_METRICS] = request_metrics
     app[CONNECTIONS] = ConnectionLimits(
         max_connections=config.max_connections,
         read_timeout=config.read_timeout,

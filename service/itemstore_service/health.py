@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from .appkeys import STORE
 from .errors import BackendUnavailable, ItemstoreError, ShuttingDown
 from .observability.metrics import mark_process_dead, render_metrics
+from .observability.request_metrics import REQUEST_METRICS
 
 PING_TIMEOUT: Final = 1.0
 
@@ -87,6 +88,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    request.app[REQUEST_METRICS].flush()  # this worker's latest answers too
     return web.Response(body=render_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 from itemstore_service.app import create_app
 from itemstore_service.config import Config
 from itemstore_service.observability.logs import configure_logging
+from itemstore_service.observability.request_metrics import RequestMetrics
 
 AiohttpClient = Callable[[Application], Awaitable[TestClient[Request, Application]]]
 ITEM_ROUTE = "/collections/{name}/items/{key}"
@@ -95,6 +97,34 @@ async def test_requests_are_counted_by_route_template_and_final_status(
     assert sample("itemstore_http_requests_in_flight", route=ITEM_ROUTE) == 0
     exposed = await (await client.get("/metrics")).text()
     assert "metrics-key-one" not in exposed and "/collections/obs" not in exposed
+
+
+async def test_request_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
+    route = "/test/turn"
+    metrics = RequestMetrics().route("GET", route)
+    latency = "itemstore_http_request_duration_seconds"
+    for seconds in (0.003, 0.003, 0.005, 0.2):
+        metrics.started()
+        metrics.finished(200, seconds)
+    metrics.started()  # one still running
+    assert sample("itemstore_http_requests_total", method="GET", route=route, status="200") == 0
+
+    await asyncio.sleep(0)  # the turn ends: the counts are written
+    assert sample("itemstore_http_requests_total", method="GET", route=route, status="200") == 4
+    assert sample("itemstore_http_requests_in_flight", route=route) == 1
+    buckets = {
+        le: sample(f"{latency}_bucket", method="GET", route=route, le=le)
+        for le in ("0.0025", "0.005", "0.01", "0.25", "+Inf")
+    }
+    # Cumulative, with Prometheus' "le": 0.005 falls in the 0.005 bucket.
+    assert buckets == {"0.0025": 0, "0.005": 3, "0.01": 3, "0.25": 4, "+Inf": 4}
+    assert sample(f"{latency}_sum", method="GET", route=route) == pytest.approx(0.211)
+
+    metrics.finished(503, 0.001)
+    await asyncio.sleep(0)
+    assert sample("itemstore_http_requests_in_flight", route=route) == 0
+    assert sample("itemstore_http_requests_total", method="GET", route=route, status="503") == 1
+    assert sample(f"{latency}_count", method="GET", route=route) == 5
 
 
 async def test_unknown_routes_share_one_label(client: TestClient[Request, Application]) -> None:

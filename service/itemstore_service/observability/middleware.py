@@ -21,10 +21,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
-from prometheus_client import Counter
 
 from .logs import KEY_ID, REQUEST_ID
-from .metrics import IN_FLIGHT, KEY_REQUESTS, REQUEST_LATENCY, REQUESTS
+from .metrics import KEY_REQUESTS
+from .request_metrics import RequestMetrics, RouteMetrics
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 UNMATCHED_ROUTE: Final = "unmatched"
@@ -52,44 +52,26 @@ def route_label(request: web.Request) -> str:
     return UNMATCHED_ROUTE if resource is None else resource.canonical
 
 
-class _RouteMetrics:
-    """The metric children of one route and method: labels() costs a lock
-    and a few allocations per call, so each child is looked up once."""
-
-    __slots__ = ("_answered", "_method", "in_flight", "latency", "route")
-
-    def __init__(self, method: str, route: str) -> None:
-        self.route = route
-        self.in_flight = IN_FLIGHT.labels(route=route)
-        self.latency = REQUEST_LATENCY.labels(method=method, route=route)
-        self._method = method
-        self._answered: dict[int, Counter] = {}
-
-    def answered(self, status: int) -> Counter:
-        counter = self._answered.get(status)
-        if counter is None:
-            counter = REQUESTS.labels(method=self._method, route=self.route, status=str(status))
-            self._answered[status] = counter
-        return counter
-
-
 def observability_middleware(
-    *, access_log: bool = False, answer_headers: AnswerHeaders | None = None
+    request_metrics: RequestMetrics,
+    *,
+    access_log: bool = False,
+    answer_headers: AnswerHeaders | None = None,
 ) -> Middleware:
     """The outermost middleware: request id, metrics, the headers every answer
     carries (``X-Request-ID``, and what ``answer_headers`` adds), and (when
     ``access_log``) one ``itemstore.access`` log line per request with method,
     route, path, status, duration and access key id; never headers, query
     strings or bodies."""
-    by_route: dict[object, _RouteMetrics] = {}
+    by_route: dict[object, RouteMetrics] = {}
 
-    def metrics_of(request: web.Request) -> _RouteMetrics:
+    def metrics_of(request: web.Request) -> RouteMetrics:
         route = request.match_info.route
         method = request.method if request.method in _METHODS else "other"
         index = route if route.resource is not None else (UNMATCHED_ROUTE, method)
         metrics = by_route.get(index)
         if metrics is None:
-            metrics = by_route[index] = _RouteMetrics(method, route_label(request))
+            metrics = by_route[index] = request_metrics.route(method, route_label(request))
         return metrics
 
     @web.middleware
@@ -98,7 +80,7 @@ def observability_middleware(
         token = REQUEST_ID.set(request_id)
         key_token = KEY_ID.set(None)  # the access check names the key
         metrics = metrics_of(request)
-        metrics.in_flight.inc()
+        metrics.started()
         status = 500
         start = time.perf_counter()
         try:
@@ -120,9 +102,7 @@ def observability_middleware(
             raise
         finally:
             elapsed = time.perf_counter() - start
-            metrics.in_flight.dec()
-            metrics.answered(status).inc()
-            metrics.latency.observe(elapsed)
+            metrics.finished(status, elapsed)
             key_id = KEY_ID.get()
             if key_id is not None:
                 KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx").inc()
