@@ -23,7 +23,6 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from .logs import KEY_ID, REQUEST_ID
-from .metrics import KEY_REQUESTS
 from .request_metrics import RequestMetrics, RouteMetrics
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
@@ -105,7 +104,7 @@ def observability_middleware(
             metrics.finished(status, elapsed)
             key_id = KEY_ID.get()
             if key_id is not None:
-                KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx").inc()
+                request_metrics.key_answered(key_id, status)
             if access_log:
                 ACCESS_LOGGER.info(
                     "%s %s %d",

@@ -20,7 +20,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from .metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
+from .metrics import IN_FLIGHT, KEY_REQUESTS, REQUEST_LATENCY, REQUESTS
 
 
 class _Series(Protocol):
@@ -30,11 +30,13 @@ class _Series(Protocol):
 
 
 class RequestMetrics:
-    """The series of one app's requests, by method, route template and status."""
+    """The series of one app's requests, by method, route template and
+    status, and by access key and status class."""
 
     def __init__(self) -> None:
         self._queued: list[_Series] = []
         self._in_flight: dict[str, _InFlight] = {}
+        self._by_key: dict[tuple[str, int], _Answered] = {}
 
     def route(self, method: str, route: str) -> RouteMetrics:
         """The series of one method and route (look it up once, keep it)."""
@@ -43,7 +45,18 @@ class RequestMetrics:
             in_flight = self._in_flight[route] = _InFlight(IN_FLIGHT.labels(route=route))
         return RouteMetrics(self, method, route, in_flight)
 
+    def key_answered(self, key_id: str, status: int) -> None:
+        """Count an answer to a request sent with the access key ``key_id``."""
+        index = (key_id, status // 100)
+        series = self._by_key.get(index)
+        if series is None:
+            counter = KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx")
+            series = self._by_key[index] = _Answered(counter)
+        series.count += 1
+        self.changed(series)
+
     def changed(self, series: _Series) -> None:
+        """Write ``series`` at the end of this turn of the loop."""
         if series.queued:
             return
         series.queued = True
