@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import re
 import time
 from collections.abc import Callable
@@ -41,7 +41,9 @@ def request_id_from(header: str | None) -> str:
     (an id is echoed in headers and logs, so nothing else is accepted)."""
     if header is not None and _REQUEST_ID_OK.fullmatch(header):
         return header
-    return os.urandom(16).hex()
+    # Unique, not secret: no system call per request (random is reseeded in
+    # a forked child).
+    return random.randbytes(16).hex()
 
 
 def route_label(request: web.Request) -> str:
