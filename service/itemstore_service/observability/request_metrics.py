@@ -53,12 +53,12 @@ class RequestMetrics:
             counter = KEY_REQUESTS.labels(key=key_id, status=f"{status // 100}xx")
             series = self._by_key[index] = _Answered(counter)
         series.count += 1
-        self.changed(series)
+        if not series.queued:
+            self.changed(series)
 
     def changed(self, series: _Series) -> None:
-        """Write ``series`` at the end of this turn of the loop."""
-        if series.queued:
-            return
+        """Write ``series`` at the end of this turn of the loop (call it
+        while ``series.queued`` is False)."""
         series.queued = True
         if not self._queued:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -79,43 +79,49 @@ class RouteMetrics:
     """Counts the requests of one method and route: ``started`` when one
     begins, ``finished`` with its status and seconds when it ends."""
 
-    __slots__ = ("_answered", "_in_flight", "_latency", "_method", "_metrics", "route")
+    __slots__ = ("_answered", "_in_flight", "_latency", "_method", "_metrics", "queued", "route")
 
     def __init__(
         self, metrics: RequestMetrics, method: str, route: str, in_flight: _InFlight
     ) -> None:
         self.route = route
+        self.queued = False
         self._metrics = metrics
         self._method = method
-        self._in_flight = in_flight
+        self._in_flight = in_flight  # shared by the methods of the route
         self._latency = _Latency(REQUEST_LATENCY.labels(method=method, route=route))
         self._answered: dict[int, _Answered] = {}
 
     def started(self) -> None:
         self._in_flight.count += 1
-        self._metrics.changed(self._in_flight)
+        if not self.queued:
+            self._metrics.changed(self)
 
     def finished(self, status: int, seconds: float) -> None:
-        changed = self._metrics.changed
         self._in_flight.count -= 1
-        changed(self._in_flight)
         answered = self._answered.get(status)
         if answered is None:
             child = REQUESTS.labels(method=self._method, route=self.route, status=str(status))
             answered = self._answered[status] = _Answered(child)
         answered.count += 1
-        changed(answered)
         self._latency.observe(seconds)
-        changed(self._latency)
+        if not self.queued:
+            self._metrics.changed(self)
+
+    def write(self) -> None:
+        self._in_flight.write()
+        for answered in self._answered.values():
+            if answered.count:
+                answered.write()
+        self._latency.write()
 
 
 class _InFlight:
-    __slots__ = ("count", "gauge", "queued", "written")
+    __slots__ = ("count", "gauge", "written")
 
     def __init__(self, gauge: Gauge) -> None:
         self.gauge = gauge
         self.count = self.written = 0
-        self.queued = False
 
     def write(self) -> None:
         if self.count != self.written:
@@ -137,20 +143,23 @@ class _Answered:
 
 
 class _Latency:
-    __slots__ = ("bounds", "counts", "histogram", "queued", "total")
+    __slots__ = ("bounds", "counts", "histogram", "observed", "total")
 
     def __init__(self, histogram: Histogram) -> None:
         self.histogram = histogram
         self.bounds = histogram._upper_bounds  # ends with +Inf
         self.counts = [0] * len(self.bounds)
+        self.observed = False
         self.total = 0.0
-        self.queued = False
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.total += seconds
+        self.observed = True
 
     def write(self) -> None:
+        if not self.observed:
+            return
         # prometheus-client has no call that adds many observations at once:
         # its values are written directly, as its observe() does (a count
         # per bucket, made cumulative when collected, and the sum).
@@ -161,3 +170,4 @@ class _Latency:
                 self.counts[index] = 0
         self.histogram._sum.inc(self.total)
         self.total = 0.0
+        self.observed = False
