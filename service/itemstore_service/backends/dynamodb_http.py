@@ -88,11 +88,9 @@ class _Connection(asyncio.Protocol):
     # the pool's side
 
     def _fail(self, exc: Exception) -> None:
-        self.usable = False
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
     def send(self, head: bytes, body: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None
