@@ -64,6 +64,10 @@ class HostBreaker:
         """Seconds until the open breaker's next probe (0 or less: none open)."""
         return float(self._until.value) - time.monotonic()
 
+    def is_open(self) -> bool:
+        until: float = self._until.value
+        return until != 0.0 and until > time.monotonic()
+
     def open_until(self, until: float) -> None:
         self._until.value = until
 
@@ -104,7 +108,7 @@ class Breaker:
     @property
     def is_open(self) -> bool:
         """This worker's breaker is open, or another worker's of this host."""
-        return self._next_probe is not None or self.host.seconds_open() > 0
+        return self._next_probe is not None or self.host.is_open()
 
     def retry_after(self) -> int:
         """Whole seconds until the next probe, at least 1."""
@@ -120,7 +124,7 @@ class Breaker:
         worker of this host."""
         if self._next_probe is not None:
             found = f"the {self.name} backend failed {self.failures} calls in a row"
-        elif self.host.seconds_open() > 0:
+        elif self.host.is_open():
             found = f"another worker of this host found the {self.name} backend failing"
         else:
             return

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from itemstore_wire.contract import COLLECTION_NAME, Key, Limits
 
@@ -141,15 +142,22 @@ class Store:
             name="update",
             writes=True,
         )
+        self._batchers: tuple[Batcher[Any, Any], ...] = (
+            *self._reads.values(),
+            self._writes,
+            self._updates,
+        )
 
     def queue_delay(self) -> float:
         """Seconds a new operation would wait for a batch, at the longest
         (see ``Batcher.behind``)."""
-        return max(
-            self._writes.behind(),
-            self._updates.behind(),
-            *(reads.behind() for reads in self._reads.values()),
-        )
+        # Asked before every request: a loop, not max() over a generator.
+        delay = 0.0
+        for batcher in self._batchers:
+            behind = batcher.behind()
+            if behind > delay:
+                delay = behind
+        return delay
 
     async def drain(self) -> None:
         """Wait for every queued read and write to finish (before closing the backend)."""

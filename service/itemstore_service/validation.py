@@ -77,6 +77,8 @@ def path_key(request: web.Request, limits: Limits) -> Key:
 
 
 def flag(request: web.Request, name: str) -> bool:
+    if not request.query_string:
+        return False
     text = request.query.get(name, "false")
     if text not in ("true", "false"):
         raise InvalidInput(f"query parameter {name} must be true or false, not {text!r}")

@@ -115,9 +115,11 @@ def _rate_limit(request: web.Request, grant: Grant) -> None:
 def rate_limit_headers(request: web.Request, headers: CIMultiDict[str]) -> None:
     """The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers) of a
     rate-limited key's answer: its policy, and what remains of it now."""
-    verdict = request.get(VERDICT)
     grant = request.get(GRANT)
-    if verdict is None or grant is None or grant.rate is None or grant.burst is None:
+    if grant is None or grant.rate is None or grant.burst is None:
+        return  # most answers: no need to look for a verdict
+    verdict = request.get(VERDICT)
+    if verdict is None:
         return
     window = max(1, math.ceil(grant.burst / grant.rate))
     headers["RateLimit-Policy"] = f'"key";q={grant.burst};w={window}'

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Collection, Sequence
 from typing import TypeVar
 
 from prometheus_client import Histogram
@@ -35,29 +34,23 @@ def count_unprocessed_retries(kind: str, n: int) -> None:
     UNPROCESSED_RETRIES.labels(kind=kind).inc(n)
 
 
-@contextmanager
-def backend_call(backend: str, op: str) -> Iterator[None]:
-    """Time one backend call and count it as an error when it raises
-    (a failed condition is an answer, not an error)."""
-    start = time.perf_counter()
-    try:
-        yield
-    except ConditionFailed:
-        raise
-    except Exception as exc:
-        BACKEND_ERRORS.labels(backend=backend, op=op, error=type(exc).__name__).inc()
-        raise
-    finally:
-        _latency_of(backend, op).observe(time.perf_counter() - start)
-
-
 class InstrumentedBackend(BackendWrapper):
     """A ``Backend`` that forwards every call to ``inner`` and records its
     latency, errors and (for get_many / write_many) batch size."""
 
     async def _call(self, op: str, call: Awaitable[T]) -> T:
-        with backend_call(self.name, op):
+        """Time the call, and count it as an error when it raises (a failed
+        condition is an answer, not an error)."""
+        start = time.perf_counter()
+        try:
             return await call
+        except ConditionFailed:
+            raise
+        except Exception as exc:
+            BACKEND_ERRORS.labels(backend=self.name, op=op, error=type(exc).__name__).inc()
+            raise
+        finally:
+            _latency_of(self.name, op).observe(time.perf_counter() - start)
 
     async def get_many(self, keys: Sequence[ItemKey], *, consistent: bool) -> Records:
         _batch_size_of("read").observe(len(keys))
