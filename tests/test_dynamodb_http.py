@@ -280,3 +280,26 @@ async def test_a_caller_that_gives_up_waiting_leaves_its_turn_to_the_next(
     await holder
     assert await second == (200, b'{"n":1}')
     assert first.cancelled() and script.connections == 1
+
+
+async def test_closing_the_pool_fails_the_callers_waiting_for_a_connection(
+    serve: Serve, make_pool: MakePool
+) -> None:
+    """With the one connection busy and a caller waiting for it, close():
+    the call in flight fails (its connection is closed), the waiting one at
+    once (not at its connect timeout), and so does any call made later."""
+    _, url = await serve(lambda n: b"")  # never answers
+    pool = make_pool(url, limit=1)
+    in_flight = asyncio.create_task(post(pool, within=30))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(pool.post(HEAD, b"{}", connect_timeout=30, within=30))
+    await asyncio.sleep(0.05)
+    assert len(pool._waiting) == 1
+    await pool.close()
+    async with asyncio.timeout(1):
+        with pytest.raises(ConnectionBroken):
+            await in_flight
+        with pytest.raises(ConnectFailed, match="pool was closed"):
+            await waiting
+    with pytest.raises(ConnectFailed, match="pool is closed"):
+        await post(pool)

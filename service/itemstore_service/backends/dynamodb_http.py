@@ -133,6 +133,7 @@ class HTTPPool:
         self._open: set[_Connection] = set()
         self._connecting = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
+        self._closed = False
 
     async def post(
         self, head: bytes, body: bytes, *, connect_timeout: float, within: float
@@ -155,6 +156,8 @@ class HTTPPool:
             self._give_back(connection)
 
     async def _take(self, connect_timeout: float) -> _Connection:
+        if self._closed:
+            raise ConnectFailed("the connection pool is closed")
         loop = asyncio.get_running_loop()
         stale = loop.time() - self.keep_alive
         while self._idle and self._idle[0].idle_since < stale:  # the oldest are first
@@ -172,6 +175,8 @@ class HTTPPool:
             try:
                 async with asyncio.timeout(connect_timeout):
                     await waiter
+                if self._closed:
+                    raise ConnectFailed("the connection pool was closed")
             except TimeoutError:
                 raise ConnectFailed(f"no connection free within {connect_timeout} s") from None
             except asyncio.CancelledError:
@@ -216,7 +221,13 @@ class HTTPPool:
                 return
 
     async def close(self) -> None:
-        """Close every connection; calls still waiting on one fail."""
+        """Close every connection; calls still waiting on one, and calls
+        made later, fail with ConnectFailed."""
+        self._closed = True
+        while self._waiting:  # each wakes to find the pool closed
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         for connection in self._open:
             connection.close()
         self._open.clear()
