@@ -65,6 +65,7 @@ class HostBreaker:
         return float(self._until.value) - time.monotonic()
 
     def is_open(self) -> bool:
+        """A breaker of this host is open (the clock read only when one is)."""
         until: float = self._until.value
         return until != 0.0 and until > time.monotonic()
 

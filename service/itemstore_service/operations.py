@@ -17,7 +17,8 @@ from .patching import Change
 
 def new_version() -> str:
     """A fresh random version (64 bits): what an ETag is made of. Unique, not
-    secret: ``random`` (reseeded in every forked worker) spares a system call."""
+    secret: ``random`` (seeded by the OS in each worker process) spares a
+    system call."""
     return random.randbytes(8).hex()
 
 

@@ -41,8 +41,8 @@ def request_id_from(header: str | None) -> str:
     (an id is echoed in headers and logs, so nothing else is accepted)."""
     if header is not None and _REQUEST_ID_OK.fullmatch(header):
         return header
-    # Unique, not secret: no system call per request (random is reseeded in
-    # a forked child).
+    # Unique, not secret: no system call per request (random is seeded by
+    # the OS in each worker process, and reseeded in a forked child).
     return random.randbytes(16).hex()
 
 
