@@ -225,9 +225,7 @@ class HTTPPool:
         made later, fail with ConnectFailed."""
         self._closed = True
         while self._waiting:  # each wakes to find the pool closed
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self._wake()
         for connection in self._open:
             connection.close()
         self._open.clear()
