@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class Measurement:
     worker_rss_mib: dict[int, float]
     # CPU µs per request of each process tree: "server" (the target), "backend" (DynamoDB).
     cpu_us: dict[str, float | None] = field(default_factory=dict)
+    round_no: int = 1
 
     @property
     def peak_rss_mib(self) -> float:
@@ -51,6 +53,7 @@ class Measurement:
         return {
             "target": self.target,
             "workload": self.workload,
+            "round": self.round_no,
             "rps": round(self.result.rps, 1),
             "requests": self.result.requests,
             "duration_s": round(self.result.duration_s, 3),
@@ -81,9 +84,13 @@ class Report:
     settings: dict[str, Any]
     measurements: list[Measurement] = field(default_factory=list)
 
-    def find(self, target: str, workload: str) -> Measurement | None:
+    @property
+    def rounds(self) -> int:
+        return int(self.settings.get("rounds", 1))
+
+    def find(self, target: str, workload: str, round_no: int = 1) -> Measurement | None:
         for m in self.measurements:
-            if m.target == target and m.workload == workload:
+            if m.target == target and m.workload == workload and m.round_no == round_no:
                 return m
         return None
 
@@ -91,21 +98,37 @@ class Report:
         labels: dict[str, str] = self.settings.get("labels", {})
         return labels.get(target, TARGET_LABELS.get(target, target))
 
-    def ratios(self) -> dict[str, dict[str, float | None]]:
-        """workload -> ratio key -> value (None when a side was not measured)."""
-        table: dict[str, dict[str, float | None]] = {}
-        for workload in self.settings["workloads"]:
-            table[workload] = {
-                key: _ratio(self.find(a, workload), self.find(b, workload), quantity)
+    def round_ratios(self) -> dict[str, dict[str, list[float | None]]]:
+        """workload -> ratio key -> its value in each round (None when a side
+        was not measured)."""
+        return {
+            workload: {
+                key: [
+                    _ratio(self.find(a, workload, r), self.find(b, workload, r), quantity)
+                    for r in range(1, self.rounds + 1)
+                ]
                 for key, _, a, b, quantity in RATIOS
             }
-        return table
+            for workload in self.settings["workloads"]
+        }
+
+    def ratios(self) -> dict[str, dict[str, float | None]]:
+        """workload -> ratio key -> the median of its rounds' values (None
+        when a side was not measured)."""
+        return {
+            workload: {key: _median(values) for key, values in by_key.items()}
+            for workload, by_key in self.round_ratios().items()
+        }
 
     def as_json(self) -> dict[str, Any]:
+        medians = self.ratios()
         return {
             "settings": self.settings,
             "measurements": [m.as_json() for m in self.measurements],
-            "ratios": [{"workload": w, **values} for w, values in self.ratios().items()],
+            "ratios": [{"workload": w, **values} for w, values in medians.items()],
+            "ratios_by_round": [
+                {"workload": w, **values} for w, values in self.round_ratios().items()
+            ],
         }
 
     def markdown(self) -> str:
@@ -128,7 +151,14 @@ class Report:
             "over the timed run, per completed request",
             "",
         ]
+        rounds = self.rounds > 1
+        if rounds:
+            lines[0] += (
+                f"; {self.rounds} rounds, the targets in alternating order; ratios: "
+                "the median of the rounds' ratios (lowest-highest)"
+            )
         header = [
+            *(["round"] if rounds else []),
             "target",
             "workload",
             "req/s",
@@ -141,6 +171,7 @@ class Report:
         ]
         rows = [
             [
+                *([str(m.round_no)] if rounds else []),
                 self.label(m.target),
                 m.workload,
                 f"{m.result.rps:,.0f}",
@@ -153,11 +184,15 @@ class Report:
             ]
             for m in self.measurements
         ]
-        lines += markdown_table(header, rows, first_numeric=2)
+        lines += markdown_table(header, rows, first_numeric=3 if rounds else 2)
         ratios = self.ratios()
+        by_round = self.round_ratios()
         shown = [(k, h) for k, h, *_ in RATIOS if any(r[k] is not None for r in ratios.values())]
         if shown:
-            ratio_rows = [[w, *(_fmt_ratio(r[k]) for k, _ in shown)] for w, r in ratios.items()]
+            ratio_rows = [
+                [w, *(_fmt_ratio(r[k], by_round[w][k] if rounds else None) for k, _ in shown)]
+                for w, r in ratios.items()
+            ]
             ratio_header = ["workload", *(h for _, h in shown)]
             lines += ["", *markdown_table(ratio_header, ratio_rows, first_numeric=1)]
         return "\n".join(lines)
@@ -182,8 +217,21 @@ def _fmt_us(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _median(values: Sequence[float | None]) -> float | None:
+    """The median of the values, None when any is missing."""
+    if not values or any(v is None for v in values):
+        return None
+    return round(statistics.median(v for v in values if v is not None), 3)
+
+
+def _fmt_ratio(value: float | None, rounds: Sequence[float | None] | None = None) -> str:
+    """``2.41x``, with the lowest and highest of ``rounds``: ``2.41x (2.30-2.55)``."""
+    if value is None:
+        return "-"
+    if not rounds:
+        return f"{value:.2f}x"
+    known = [v for v in rounds if v is not None]
+    return f"{value:.2f}x ({min(known):.2f}-{max(known):.2f})"
 
 
 def markdown_table(

@@ -9,6 +9,10 @@ every process it started (also on Ctrl-C).
 
     python -m bench.run --backend sqlite --workloads read,write,mixed --duration 10 --workers 2
     python -m bench.run --backend dynamodb --dynamodb-impl dynalite --compare-src ../older
+
+Absolute rates drift with the machine's other work; ``--rounds N`` measures every
+target N times in alternating order and gives each ratio as the median of the
+rounds' ratios, with the lowest and the highest.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +70,7 @@ def run_settings(settings: Settings) -> dict[str, Any]:
         "keys": settings.keys,
         "value_bytes": settings.value_bytes,
         "prefer_minimal": settings.prefer_minimal,
+        "rounds": settings.rounds,
         "sources": sources,
         "labels": labels,
         "cpus": os.cpu_count(),
@@ -74,7 +80,7 @@ def run_settings(settings: Settings) -> dict[str, Any]:
 
 
 def measure_workload(
-    settings: Settings, wrk: str, target: str, running: Running, workload: str
+    settings: Settings, wrk: str, target: str, running: Running, workload: str, round_no: int = 1
 ) -> Measurement:
     """Warm up, then one timed wrk run with the CPU of every process read around it."""
 
@@ -103,22 +109,38 @@ def measure_workload(
         if child is not None and child.proc.poll() is not None:
             raise RuntimeError(f"{child.name} died during {workload}:\n{child.log_tail()}")
     cpu_us = {role: cpu.us_per_request(before[role], after[role], result.requests) for role in pids}
-    return Measurement(target, workload, result, worker_peak_rss(running.server.pid), cpu_us)
+    peak_rss = worker_peak_rss(running.server.pid)
+    return Measurement(target, workload, result, peak_rss, cpu_us, round_no)
+
+
+def round_order(targets: Sequence[str], round_no: int) -> Sequence[str]:
+    """The targets in the order round ``round_no`` (from 1) measures them:
+    reversed every other round, so that a drift of the machine's speed over
+    the run weighs on no target more than on another."""
+    return targets if round_no % 2 else targets[::-1]
 
 
 def measure(settings: Settings, wrk: str, log: Any = sys.stderr) -> Report:
-    """Run every target x workload; returns the report."""
+    """Start every target, then run every target x workload ``settings.rounds``
+    times; returns the report."""
     report = Report(settings=run_settings(settings))
     with (
         tempfile.TemporaryDirectory(prefix="itemstore-bench-") as tmp,
         Children(Path(tmp)) as children,
+        ExitStack() as started,
     ):
+        running: dict[str, Running] = {}
         for target in settings.targets:
             label = report.label(target)
             print(f"== {label}: starting and preloading {settings.keys:,} keys", file=log)
-            with started_target(children, settings, target, Path(tmp)) as running:
+            running[target] = started.enter_context(
+                started_target(children, settings, target, Path(tmp))
+            )
+        for round_no in range(1, settings.rounds + 1):
+            for target in round_order(settings.targets, round_no):
+                print(f"== {report.label(target)}, round {round_no}", file=log)
                 for workload in settings.workloads:
-                    m = measure_workload(settings, wrk, target, running, workload)
+                    m = measure_workload(settings, wrk, target, running[target], workload, round_no)
                     report.measurements.append(m)
                     result = m.result
                     print(
@@ -187,6 +209,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
         action="store_true",
         help="every PUT sends 'Prefer: return=minimal' (a server that ignores it answers as usual)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every target and workload this many times, the targets in "
+        "alternating order (all started first); each ratio is the median of the "
+        "rounds' ratios",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per workload")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per workload")
     parser.add_argument("--connections", type=int, default=64)
@@ -205,7 +235,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    for name in ("duration", "connections", "threads", "workers", "keys"):
+    for name in ("duration", "connections", "threads", "workers", "keys", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     try:
@@ -242,6 +272,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, Path | None, Path 
             itemstore_src=args.itemstore_src and args.itemstore_src.resolve(),
             compare_src=args.compare_src and args.compare_src.resolve(),
             prefer_minimal=args.prefer_minimal,
+            rounds=args.rounds,
         ),
         args.json_out,
         args.markdown_out,

@@ -53,6 +53,7 @@ class Settings:
     itemstore_src: Path | None = None
     compare_src: Path | None = None
     prefer_minimal: bool = False
+    rounds: int = 1
 
     def source_of(self, target: str) -> Path | None:
         """The source tree ``target`` runs from; None for this checkout."""

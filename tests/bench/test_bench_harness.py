@@ -120,6 +120,36 @@ def test_quick_run_reports_every_target_without_errors(tmp_path: Path) -> None:
 
 
 @needs_wrk
+def test_rounds_alternate_the_targets_and_give_the_median_of_their_ratios(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = [
+        sys.executable, "-m", "bench.run", "--quick", "--backend", "sqlite",
+        "--workloads", "read", "--workers", "1", "--targets", "dict,itemstore",
+        "--rounds", "3", "--json-out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    order = [(m["round"], m["target"]) for m in report["measurements"]]
+    assert order == [
+        (1, "dict"), (1, "itemstore"),
+        (2, "itemstore"), (2, "dict"),
+        (3, "dict"), (3, "itemstore"),
+    ]  # fmt: skip
+    rps = {(m["round"], m["target"]): m["rps"] for m in report["measurements"]}
+    per_round = [rps[r, "itemstore"] / rps[r, "dict"] for r in (1, 2, 3)]
+    (by_round,) = report["ratios_by_round"]
+    assert by_round["itemstore_over_ceiling"] == pytest.approx(per_round, rel=1e-2)
+    (ratio,) = report["ratios"]
+    assert ratio["itemstore_over_ceiling"] == pytest.approx(sorted(per_round)[1], rel=1e-2)
+    low, high = min(per_round), max(per_round)
+    assert f"{ratio['itemstore_over_ceiling']:.2f}x ({low:.2f}-{high:.2f})" in done.stdout
+    assert "| 2     | itemstore" in done.stdout
+
+
+@needs_wrk
 @pytest.mark.skipif(
     dynamodb_local.missing_reason("dynalite") is not None,
     reason=str(dynamodb_local.missing_reason("dynalite")),
