@@ -151,14 +151,14 @@ class Report:
             "over the timed run, per completed request",
             "",
         ]
-        rounds = self.rounds > 1
-        if rounds:
+        several = self.rounds > 1
+        if several:
             lines[0] += (
                 f"; {self.rounds} rounds, the targets in alternating order; ratios: "
                 "the median of the rounds' ratios (lowest-highest)"
             )
         header = [
-            *(["round"] if rounds else []),
+            *(["round"] if several else []),
             "target",
             "workload",
             "req/s",
@@ -171,7 +171,7 @@ class Report:
         ]
         rows = [
             [
-                *([str(m.round_no)] if rounds else []),
+                *([str(m.round_no)] if several else []),
                 self.label(m.target),
                 m.workload,
                 f"{m.result.rps:,.0f}",
@@ -184,13 +184,13 @@ class Report:
             ]
             for m in self.measurements
         ]
-        lines += markdown_table(header, rows, first_numeric=3 if rounds else 2)
+        lines += markdown_table(header, rows, first_numeric=3 if several else 2)
         ratios = self.ratios()
         by_round = self.round_ratios()
         shown = [(k, h) for k, h, *_ in RATIOS if any(r[k] is not None for r in ratios.values())]
         if shown:
             ratio_rows = [
-                [w, *(_fmt_ratio(r[k], by_round[w][k] if rounds else None) for k, _ in shown)]
+                [w, *(_fmt_ratio(r[k], by_round[w][k] if several else None) for k, _ in shown)]
                 for w, r in ratios.items()
             ]
             ratio_header = ["workload", *(h for _, h in shown)]
